@@ -1,0 +1,1 @@
+//! End-to-end test support: real servers on free loopback ports.
