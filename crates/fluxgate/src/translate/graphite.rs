@@ -1,0 +1,1 @@
+//! Graphite → InfluxDB translation (InfluxDB 1.x graphite-service templates).

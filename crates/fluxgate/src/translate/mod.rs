@@ -1,0 +1,3 @@
+//! Translation between the Graphite and InfluxDB data models.
+
+pub mod graphite;
