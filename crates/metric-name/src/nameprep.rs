@@ -1,0 +1,286 @@
+//! Nameprep (RFC 3491) exactly as CPython 3.11's `encodings.idna.nameprep` performs it.
+//!
+//! Two things make "exactly" differ from a textbook implementation, and both are
+//! reproduced here on purpose, from tables that `scripts/gen_tables.py` reads off the
+//! interpreter:
+//! - `unicodedata.ucd_3_2_0.normalize("NFKC", …)` decomposes with Unicode 3.2 data but sorts
+//!   and composes with the interpreter's current combining classes and composition pairs
+//!   (Unicode 14.0). So a mark added after 3.2 is still reordered, and two post-3.2
+//!   characters can compose (U+11099 U+110BA becomes U+1109A). The `unicode-normalization`
+//!   crate, on its current tables, would decompose post-3.2 characters that Python leaves
+//!   alone and would not match.
+//! - Python's nameprep allows unassigned code points (it assumes query strings), so there is
+//!   no table A.1 check.
+//!
+//! Code points are `u32` because `ToUnicode` re-runs nameprep on punycode output, which may
+//! hold lone surrogates.
+
+use crate::tables;
+
+/// Why nameprep refused a label; the texts are Python's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameprepError {
+    /// "Invalid character %r": the first prohibited code point after normalization.
+    Prohibited(u32),
+    /// "Violation of BIDI requirement 2": RandALCat and LCat in one label.
+    Bidi2,
+    /// "Violation of BIDI requirement 3": RandALCat present but not first and last.
+    Bidi3,
+}
+
+const S_BASE: u32 = 0xAC00;
+const L_BASE: u32 = 0x1100;
+const V_BASE: u32 = 0x1161;
+const T_BASE: u32 = 0x11A7;
+const L_COUNT: u32 = 19;
+const V_COUNT: u32 = 21;
+const T_COUNT: u32 = 28;
+const N_COUNT: u32 = V_COUNT * T_COUNT;
+const S_COUNT: u32 = L_COUNT * N_COUNT;
+
+fn in_ranges(table: &[(u32, u32)], c: u32) -> bool {
+    let i = table.partition_point(|&(_, end)| end < c);
+    table.get(i).is_some_and(|&(start, _)| start <= c)
+}
+
+fn lookup_str(table: &'static [(u32, &'static str)], c: u32) -> Option<&'static str> {
+    table
+        .binary_search_by_key(&c, |&(k, _)| k)
+        .ok()
+        .map(|i| table[i].1)
+}
+
+fn ccc(c: u32) -> u8 {
+    if c < 0x300 {
+        return 0;
+    }
+    let i = tables::CCC.partition_point(|&(_, end, _)| end < c);
+    match tables::CCC.get(i) {
+        Some(&(start, _, class)) if start <= c => class,
+        _ => 0,
+    }
+}
+
+fn compose_pair(first: u32, second: u32) -> Option<u32> {
+    tables::COMPOSE
+        .binary_search_by(|&(a, b, _)| (a, b).cmp(&(first, second)))
+        .ok()
+        .map(|i| tables::COMPOSE[i].2)
+}
+
+pub(crate) fn is_prohibited(c: u32) -> bool {
+    c >= 0x80 && in_ranges(tables::PROHIBITED, c)
+}
+
+/// Whether Python's `repr` shows this prohibited code point literally.
+pub(crate) fn is_printable_prohibited(c: u32) -> bool {
+    in_ranges(tables::PRINTABLE_PROHIBITED, c)
+}
+
+fn is_rand_al(c: u32) -> bool {
+    c >= 0x590 && in_ranges(tables::D1, c)
+}
+
+fn is_l(c: u32) -> bool {
+    in_ranges(tables::D2, c)
+}
+
+/// `nameprep(label)`: map (B.1, B.2), normalize (NFKC), prohibit, check bidi. `out` is
+/// cleared first; `scratch` is reused working space.
+pub(crate) fn nameprep(
+    label: &[u32],
+    out: &mut Vec<u32>,
+    scratch: &mut Vec<u32>,
+) -> Result<(), NameprepError> {
+    scratch.clear();
+    for &c in label {
+        if tables::B1.binary_search(&c).is_ok() {
+            continue;
+        }
+        match lookup_str(tables::B2, c) {
+            Some(mapped) => scratch.extend(mapped.chars().map(u32::from)),
+            None => scratch.push(c),
+        }
+    }
+    nfkc(scratch, out);
+
+    if let Some(&bad) = out.iter().find(|&&c| is_prohibited(c)) {
+        return Err(NameprepError::Prohibited(bad));
+    }
+    if out.iter().any(|&c| is_rand_al(c)) {
+        if out.iter().any(|&c| is_l(c)) {
+            return Err(NameprepError::Bidi2);
+        }
+        let first = out.first().is_some_and(|&c| is_rand_al(c));
+        let last = out.last().is_some_and(|&c| is_rand_al(c));
+        if !first || !last {
+            return Err(NameprepError::Bidi3);
+        }
+    }
+    Ok(())
+}
+
+/// `ucd_3_2_0.normalize("NFKC", input)`, a port of `nfd_nfkd` + `nfc_nfkc` in CPython's
+/// `Modules/unicodedata.c`. `input` is used as scratch space.
+fn nfkc(input: &mut Vec<u32>, out: &mut Vec<u32>) {
+    // Decompose into `out`.
+    out.clear();
+    for &c in input.iter() {
+        if (S_BASE..S_BASE + S_COUNT).contains(&c) {
+            let s = c - S_BASE;
+            out.push(L_BASE + s / N_COUNT);
+            out.push(V_BASE + (s % N_COUNT) / T_COUNT);
+            if s % T_COUNT != 0 {
+                out.push(T_BASE + s % T_COUNT);
+            }
+        } else if c < 0xA0 {
+            out.push(c);
+        } else if let Some(d) = lookup_str(tables::DECOMP, c) {
+            out.extend(d.chars().map(u32::from));
+        } else {
+            out.push(c);
+        }
+    }
+
+    // Canonical ordering: the insertion sort of unicodedata.c.
+    if !out.is_empty() {
+        let mut prev = ccc(out[0]);
+        for i in 1..out.len() {
+            let cur = ccc(out[i]);
+            if prev == 0 || cur == 0 || prev <= cur {
+                prev = cur;
+                continue;
+            }
+            let mut o = i - 1;
+            loop {
+                out.swap(o, o + 1);
+                if o == 0 {
+                    break;
+                }
+                o -= 1;
+                prev = ccc(out[o]);
+                if prev == 0 || prev <= cur {
+                    break;
+                }
+            }
+            prev = ccc(out[i]);
+        }
+    }
+
+    // Compose from `out` into `input`, then swap them.
+    let decomposed: &[u32] = out;
+    input.clear();
+    let n = decomposed.len();
+    let mut skipped: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        if let Some(k) = skipped.iter().position(|&s| s == i) {
+            skipped.swap_remove(k);
+            i += 1;
+            continue;
+        }
+        let code = decomposed[i];
+        if (L_BASE..L_BASE + L_COUNT).contains(&code)
+            && i + 1 < n
+            && (V_BASE..V_BASE + V_COUNT).contains(&decomposed[i + 1])
+        {
+            let mut syllable =
+                S_BASE + ((code - L_BASE) * V_COUNT + decomposed[i + 1] - V_BASE) * T_COUNT;
+            i += 2;
+            if i < n && decomposed[i] > T_BASE && decomposed[i] < T_BASE + T_COUNT {
+                syllable += decomposed[i] - T_BASE;
+                i += 1;
+            }
+            input.push(syllable);
+            continue;
+        }
+        let mut current = code;
+        let mut i1 = i + 1;
+        let mut comb = 0u8;
+        while i1 < n {
+            let code1 = decomposed[i1];
+            let comb1 = ccc(code1);
+            if comb != 0 {
+                if comb1 == 0 {
+                    break;
+                }
+                if comb >= comb1 {
+                    i1 += 1;
+                    continue;
+                }
+            }
+            match compose_pair(current, code1) {
+                Some(composite) => {
+                    current = composite;
+                    skipped.push(i1);
+                    i1 += 1;
+                }
+                None => {
+                    if comb1 == 0 {
+                        break;
+                    }
+                    comb = comb1;
+                    i1 += 1;
+                }
+            }
+        }
+        input.push(current);
+        i += 1;
+    }
+    std::mem::swap(input, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prep(s: &str) -> Result<String, NameprepError> {
+        let label: Vec<u32> = s.chars().map(u32::from).collect();
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        nameprep(&label, &mut out, &mut scratch)?;
+        Ok(out.into_iter().filter_map(char::from_u32).collect())
+    }
+
+    #[test]
+    fn maps_folds_and_normalizes() {
+        assert_eq!(prep("Stra\u{df}e").as_deref(), Ok("strasse"));
+        assert_eq!(prep("\u{130}").as_deref(), Ok("i\u{307}"));
+        assert_eq!(prep("\u{3a3}\u{3c2}").as_deref(), Ok("\u{3c3}\u{3c3}"));
+        assert_eq!(prep("a\u{ad}b").as_deref(), Ok("ab"));
+        assert_eq!(prep("\u{fb01}").as_deref(), Ok("fi"));
+        assert_eq!(prep("\u{3392}").as_deref(), Ok("mhz"));
+        assert_eq!(prep("e\u{301}").as_deref(), Ok("\u{e9}"));
+        assert_eq!(prep("\u{1100}\u{1161}\u{11a8}").as_deref(), Ok("\u{ac01}"));
+        assert_eq!(prep("\u{ac01}").as_deref(), Ok("\u{ac01}"));
+    }
+
+    #[test]
+    fn current_combining_classes_and_pairs_as_python() {
+        // Python 3.11: ucd_3_2_0.normalize('NFKC', 'a\u1dc0\u0316') == 'a\u0316\u1dc0'
+        assert_eq!(prep("a\u{1dc0}\u{316}").as_deref(), Ok("a\u{316}\u{1dc0}"));
+        // ... and composes two characters that Unicode 3.2 did not have.
+        assert_eq!(prep("\u{11099}\u{110ba}").as_deref(), Ok("\u{1109a}"));
+    }
+
+    #[test]
+    fn prohibits_and_checks_bidi() {
+        assert_eq!(prep("a\u{200e}"), Err(NameprepError::Prohibited(0x200e)));
+        assert_eq!(prep("\u{fffc}"), Err(NameprepError::Prohibited(0xfffc)));
+        assert_eq!(prep("\u{e000}"), Err(NameprepError::Prohibited(0xe000)));
+        assert_eq!(prep("\u{5d0}a"), Err(NameprepError::Bidi2));
+        assert_eq!(prep("\u{5d0}1"), Err(NameprepError::Bidi3));
+        assert_eq!(prep("\u{5d0}1\u{5d1}").as_deref(), Ok("\u{5d0}1\u{5d1}"));
+        // Non-ASCII space maps to itself under B.2, NFKC turns it into an ASCII space,
+        // which is not prohibited (only C.1.2, non-ASCII space, is).
+        assert_eq!(prep("a\u{a0}").as_deref(), Ok("a "));
+    }
+
+    #[test]
+    fn surrogates_are_prohibited() {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        assert_eq!(
+            nameprep(&[0x61, 0xd800], &mut out, &mut scratch),
+            Err(NameprepError::Prohibited(0xd800))
+        );
+    }
+}
