@@ -1,6 +1,37 @@
 //! fluxgate: a Graphite/InfluxDB protocol gateway.
 //!
 //! Listeners parse what they read into batches, translation turns Graphite samples into
-//! InfluxDB points (and back), and outputs batch, queue and deliver them with retries.
+//! InfluxDB points, and outputs batch, queue and deliver them with retries. Work moves in
+//! batches through bounded queues, never one message per metric.
 
+pub mod app;
+pub mod config;
+pub mod dry_run;
+pub mod listener;
+pub mod metrics;
+pub mod output;
+pub mod pipeline;
+pub mod queue;
 pub mod translate;
+
+pub use app::Gateway;
+pub use config::Config;
+
+/// What can stop the gateway from starting or reloading.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {address} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("output {output:?}: {message}")]
+    Output { output: String, message: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

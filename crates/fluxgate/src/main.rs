@@ -1,1 +1,215 @@
-fn main() {}
+//! The `fluxgate` command.
+
+use std::{
+    io::{BufRead, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fluxgate::{config::LogFormat, Config, Gateway};
+use metric_name::Encoding;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fluxgate",
+    version,
+    about = "Graphite/InfluxDB protocol gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (for `run` when no subcommand is given).
+    #[arg(long, short, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    /// Log filter, overriding the config's `[log] level` (e.g. `debug`, `fluxgate=trace`).
+    #[arg(long, global = true, env = "FLUXGATE_LOG")]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate the configuration and print what it builds.
+    Check,
+    /// Read metrics on stdin and print what each becomes and where it would go; sends nothing.
+    DryRun {
+        #[arg(long, value_enum, default_value = "graphite")]
+        input: Input,
+        /// One JSON object per input line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Encode metric-name segments (arguments, or one per stdin line).
+    EncodeName {
+        #[arg(long, value_enum, default_value = "idna")]
+        name_encoding: NameEncoding,
+        names: Vec<String>,
+    },
+    /// Decode metric-name segments (arguments, or one per stdin line).
+    DecodeName {
+        #[arg(long, value_enum, default_value = "idna")]
+        name_encoding: NameEncoding,
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Input {
+    Graphite,
+    Line,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NameEncoding {
+    Idna,
+    Punycode,
+}
+
+impl From<NameEncoding> for Encoding {
+    fn from(e: NameEncoding) -> Self {
+        match e {
+            NameEncoding::Idna => Encoding::Idna,
+            NameEncoding::Punycode => Encoding::Punycode,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::EncodeName {
+            name_encoding,
+            names,
+        } => names_command(names, |s| {
+            metric_name::encode_with(name_encoding.into(), s).map(|c| c.into_owned())
+        }),
+        Command::DecodeName {
+            name_encoding,
+            names,
+        } => names_command(names, |s| {
+            metric_name::decode_with(name_encoding.into(), s).map(|c| c.into_owned())
+        }),
+        Command::Check => match Config::load(&cli.config) {
+            Ok(c) => {
+                print!("{}", fluxgate::dry_run::describe(&c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::DryRun { input, json } => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let input = match input {
+                Input::Graphite => fluxgate::dry_run::Input::Graphite,
+                Input::Line => fluxgate::dry_run::Input::Line,
+            };
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            match fluxgate::dry_run::run(&config, input, json, stdin, stdout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run => run(cli.config, cli.log_level),
+    }
+}
+
+/// One output line per input name; a name the reference encoder would raise on prints
+/// `error: <reason>` and makes the exit status 1, the others still print.
+fn names_command<E: std::fmt::Display>(
+    names: Vec<String>,
+    f: impl Fn(&str) -> Result<String, E>,
+) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    let mut one = |name: &str, out: &mut dyn Write| -> std::io::Result<()> {
+        match f(name) {
+            Ok(s) => writeln!(out, "{s}"),
+            Err(e) => {
+                failed = true;
+                writeln!(out, "error: {e}")
+            }
+        }
+    };
+    let res = if names.is_empty() {
+        std::io::stdin().lock().lines().try_for_each(|line| {
+            let line = line?;
+            one(line.strip_suffix('\r').unwrap_or(&line), &mut out)
+        })
+    } else {
+        names.iter().try_for_each(|n| one(n, &mut out))
+    };
+    match res {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        _ if failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn run(path: PathBuf, log_level: Option<String>) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(
+        log_level.as_deref().unwrap_or(&config.log.level),
+        config.log.format,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let gw = Gateway::start(config, Some(path)).await?;
+        gw.run_until_signalled().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

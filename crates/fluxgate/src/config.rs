@@ -1,0 +1,532 @@
+//! The configuration file (`config.toml`).
+//!
+//! Key names are part of the public contract (DESIGN.md): keys may be added, never renamed.
+//! Every struct denies unknown keys so a typo fails loudly at start-up instead of silently
+//! running with a default, and every section has defaults so a config only states what differs.
+
+use std::{fmt, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+/// Errors found while loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{section}: {message}")]
+    Invalid { section: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(section: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            section: section.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listeners: Listeners,
+    pub graphite: GraphiteConfig,
+    pub outputs: Outputs,
+    pub log: LogConfig,
+    /// How long SIGTERM waits for queued points to be delivered before giving up on them
+    /// (each one still queued then is counted as dropped with reason `shutdown`).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listeners: Listeners::default(),
+            graphite: GraphiteConfig::default(),
+            outputs: Outputs::default(),
+            log: LogConfig::default(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+            rate_limit: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `fluxgate=debug,warn`, ... `RUST_LOG` and the
+    /// `--log-level` flag override it.
+    pub level: String,
+    pub format: LogFormat,
+    /// Repeated warnings (rejected lines, failed sends) of one kind are logged at most once per
+    /// this interval, with a count of what was suppressed: a flood of bad input must not turn
+    /// into a flood of log lines.
+    #[serde(with = "humantime_serde")]
+    pub rate_limit: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    pub plaintext: PlaintextListener,
+    pub pickle: PickleListener,
+    pub http: HttpListener,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaintextListener {
+    /// TCP address; absent = no TCP plaintext listener.
+    pub tcp: Option<String>,
+    /// UDP address; absent = no UDP listener.
+    pub udp: Option<String>,
+    /// Longest accepted line; a longer one is discarded up to its newline, counted, and the
+    /// connection stays open (carbon-c-relay's behaviour, kinder than carbon's disconnect).
+    pub max_line_bytes: usize,
+    /// Concurrent TCP connections; further ones are accepted and closed at once, and counted.
+    pub max_connections: usize,
+    /// Largest UDP datagram read; the rest of a longer one is lost by the kernel.
+    pub max_datagram_bytes: usize,
+}
+
+impl Default for PlaintextListener {
+    fn default() -> Self {
+        Self {
+            tcp: None,
+            udp: None,
+            max_line_bytes: 16384,
+            max_connections: 10000,
+            max_datagram_bytes: 65536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PickleListener {
+    pub tcp: Option<String>,
+    /// Largest frame; a longer declared length closes the connection before anything of that
+    /// size is allocated (carbon's PICKLE_RECEIVER_MAX_LENGTH).
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl Default for PickleListener {
+    fn default() -> Self {
+        Self {
+            tcp: None,
+            max_frame_bytes: 1 << 20,
+            max_connections: 10000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpListener {
+    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; absent = disabled.
+    pub address: Option<String>,
+    /// Largest request body after gzip decompression (InfluxDB's default is 25 MB).
+    pub max_body_bytes: usize,
+    /// How long a write waits for queue space before answering 503 with Retry-After.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for HttpListener {
+    fn default() -> Self {
+        Self {
+            address: Some("127.0.0.1:8086".into()),
+            max_body_bytes: 26_214_400,
+            write_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphiteConfig {
+    /// Joins captured name pieces (InfluxDB's `separator`).
+    pub separator: String,
+    /// InfluxDB 1.x graphite-service templates: `[filter] template [tags]`.
+    pub templates: Vec<String>,
+    /// Global `k=v` tags added where a template did not set the key.
+    pub tags: Vec<String>,
+    /// How names were encoded by senders (`idna` or `punycode`); used by `decode_names`.
+    pub name_encoding: metric_name::Encoding,
+    /// Decode each name segment (`%2E`, `xn--…`) back to Unicode before it becomes a
+    /// measurement, tag or field name.
+    pub decode_names: bool,
+}
+
+impl Default for GraphiteConfig {
+    fn default() -> Self {
+        Self {
+            separator: ".".into(),
+            templates: Vec::new(),
+            tags: Vec::new(),
+            name_encoding: metric_name::Encoding::Idna,
+            decode_names: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outputs {
+    pub influxdb: Vec<InfluxOutputConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InfluxApi {
+    V1,
+    V2,
+}
+
+/// What an output does when its queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Push back: TCP listeners stop reading, HTTP writes wait and then answer 503.
+    Block,
+    /// Drop what arrives (counted).
+    DropNewest,
+    /// Drop the oldest queued points to make room (counted).
+    DropOldest,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxOutputConfig {
+    pub name: String,
+    pub url: String,
+    pub api: InfluxApi,
+    /// Database (v1) for Graphite-origin points; HTTP writes keep their own db/rp.
+    pub database: String,
+    pub retention_policy: String,
+    pub username: String,
+    pub password: String,
+    /// v2 organisation (name) for every write.
+    pub org: String,
+    /// v2 bucket for Graphite-origin points; empty = `database[/retention_policy]`.
+    pub bucket: String,
+    pub token: String,
+    /// Points per request.
+    pub batch_size: usize,
+    /// A partial batch is sent after this long.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    pub gzip: bool,
+    /// Concurrent requests. Points are spread over this many lanes by series, so the order of
+    /// writes to one series is kept while distinct series go in parallel.
+    pub max_in_flight: usize,
+    /// Points accepted but not yet delivered (queued, batching, in flight or being retried).
+    pub queue_points: usize,
+    pub overflow: Overflow,
+    /// One request's deadline.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// First retry delay; doubles per attempt up to `retry_max`, with ±50% jitter.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for InfluxOutputConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: "http://127.0.0.1:8087".into(),
+            api: InfluxApi::V1,
+            database: "graphite".into(),
+            retention_policy: String::new(),
+            username: String::new(),
+            password: String::new(),
+            org: String::new(),
+            bucket: String::new(),
+            token: String::new(),
+            batch_size: 5000,
+            flush_interval: Duration::from_secs(1),
+            gzip: true,
+            max_in_flight: 4,
+            queue_points: 1_000_000,
+            overflow: Overflow::Block,
+            timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses, applies secrets from the environment and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        config.apply_env(|k| std::env::var(k).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Secrets may stay out of the file: `FLUXGATE_<OUTPUT NAME>_PASSWORD` and `_TOKEN`
+    /// (name upper-cased, other characters as `_`) override the file's values.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        for out in &mut self.outputs.influxdb {
+            let prefix = env_prefix(&out.name);
+            if let Some(v) = get(&format!("{prefix}_PASSWORD")) {
+                out.password = v;
+            }
+            if let Some(v) = get(&format!("{prefix}_TOKEN")) {
+                out.token = v;
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shutdown_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "shutdown_timeout",
+                "must be greater than zero",
+            ));
+        }
+        let p = &self.listeners.plaintext;
+        if p.max_line_bytes < 16 {
+            return Err(ConfigError::invalid(
+                "listeners.plaintext",
+                "max_line_bytes must be at least 16",
+            ));
+        }
+        if p.max_connections == 0 || self.listeners.pickle.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "listeners",
+                "max_connections must be at least 1",
+            ));
+        }
+        if self.listeners.pickle.max_frame_bytes < 16 {
+            return Err(ConfigError::invalid(
+                "listeners.pickle",
+                "max_frame_bytes must be at least 16",
+            ));
+        }
+        if self.listeners.http.max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "listeners.http",
+                "max_body_bytes must be greater than zero",
+            ));
+        }
+        for addr in [
+            &p.tcp,
+            &p.udp,
+            &self.listeners.pickle.tcp,
+            &self.listeners.http.address,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                ConfigError::invalid("listeners", format!("bad address {addr:?}: {e}"))
+            })?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for out in &self.outputs.influxdb {
+            let section = format!("outputs.influxdb {:?}", out.name);
+            if out.name.is_empty() {
+                return Err(ConfigError::invalid(
+                    "outputs.influxdb",
+                    "every output needs a name",
+                ));
+            }
+            if !names.insert(out.name.clone()) {
+                return Err(ConfigError::invalid(section, "duplicate output name"));
+            }
+            let url = reqwest::Url::parse(&out.url)
+                .map_err(|e| ConfigError::invalid(&section, format!("bad url: {e}")))?;
+            if url.scheme() != "http" {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "url must be http:// (put TLS termination in front of the upstream)",
+                ));
+            }
+            if out.batch_size == 0 || out.max_in_flight == 0 || out.queue_points == 0 {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "batch_size, max_in_flight and queue_points must be at least 1",
+                ));
+            }
+            if out.queue_points < out.batch_size {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "queue_points must be at least batch_size",
+                ));
+            }
+            if out.flush_interval.is_zero() || out.timeout.is_zero() {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "flush_interval and timeout must be greater than zero",
+                ));
+            }
+            if out.api == InfluxApi::V2 && out.org.is_empty() {
+                return Err(ConfigError::invalid(&section, "api = \"v2\" needs org"));
+            }
+        }
+        crate::translate::graphite::TemplateSet::new(&self.graphite.template_config())
+            .map_err(|e| ConfigError::invalid("graphite", e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl GraphiteConfig {
+    pub fn template_config(&self) -> crate::translate::graphite::GraphiteTemplateConfig {
+        crate::translate::graphite::GraphiteTemplateConfig {
+            separator: self.separator.clone(),
+            templates: self.templates.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+fn env_prefix(name: &str) -> String {
+    let mut s = String::from("FLUXGATE_");
+    s.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    s
+}
+
+impl fmt::Display for InfluxApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_defaults() {
+        let c = Config::from_toml("", "test").unwrap();
+        assert_eq!(c.listeners.plaintext.max_line_bytes, 16384);
+        assert_eq!(c.listeners.pickle.max_frame_bytes, 1048576);
+        assert_eq!(c.listeners.http.address.as_deref(), Some("127.0.0.1:8086"));
+        assert!(c.outputs.influxdb.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::from_toml("[listeners.plaintext]\ntcpp = \"127.0.0.1:1\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `tcpp`"), "{e}");
+        let e = Config::from_toml("[[outputs.influxdb]]\nname=\"a\"\nbatchsize=1\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `batchsize`"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        let mut c: Config =
+            toml::from_str("[[outputs.influxdb]]\nname = \"main-influx\"\npassword = \"file\"\n")
+                .unwrap();
+        c.apply_env(|k| match k {
+            "FLUXGATE_MAIN_INFLUX_PASSWORD" => Some("env".into()),
+            "FLUXGATE_MAIN_INFLUX_TOKEN" => Some("tok".into()),
+            _ => None,
+        });
+        assert_eq!(c.outputs.influxdb[0].password, "env");
+        assert_eq!(c.outputs.influxdb[0].token, "tok");
+    }
+
+    #[test]
+    fn invalid_values_are_reported_with_their_section() {
+        let e = Config::from_toml("[[outputs.influxdb]]\nname=\"a\"\nbatch_size=0\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "outputs.influxdb \"a\": batch_size, max_in_flight and queue_points must be at least 1"
+        );
+        let e = Config::from_toml("[listeners.plaintext]\ntcp = \"nope\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("listeners: bad address \"nope\""), "{e}");
+        let e = Config::from_toml("[[outputs.influxdb]]\nname=\"a\"\nname2=1\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `name2`"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let c = Config::from_toml(
+            "[[outputs.influxdb]]\nname=\"a\"\nflush_interval=\"250ms\"\ntimeout=\"3s\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.outputs.influxdb[0].flush_interval,
+            Duration::from_millis(250)
+        );
+        assert_eq!(c.outputs.influxdb[0].timeout, Duration::from_secs(3));
+    }
+}
+
+#[cfg(test)]
+mod example_config {
+    use super::*;
+
+    /// The shipped example must always load: it is what operators copy.
+    #[test]
+    fn repository_config_toml_is_valid() {
+        let text = include_str!("../../../config.toml");
+        let c = Config::from_toml(text, "config.toml").unwrap();
+        assert_eq!(c.listeners.plaintext.tcp.as_deref(), Some("127.0.0.1:2003"));
+        assert_eq!(c.listeners.pickle.tcp.as_deref(), Some("127.0.0.1:2004"));
+        assert_eq!(c.outputs.influxdb.len(), 1);
+        assert_eq!(c.outputs.influxdb[0].name, "influx");
+    }
+}

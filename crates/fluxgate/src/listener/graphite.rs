@@ -1,0 +1,180 @@
+//! Graphite samples to batches of line protocol, shared by the plaintext (TCP and UDP) and
+//! pickle listeners.
+//!
+//! A connection task owns one [`GraphiteBatch`]: everything parsed out of one socket read is
+//! translated straight into its line-protocol buffer (no per-metric allocation), then handed
+//! to the pipeline as one chunk. One clock reading per read stands in for "now".
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use graphite_plaintext::Timestamp;
+
+use crate::{
+    listener::ListenerCtx,
+    output::influxdb::{Chunk, Target},
+    translate::graphite::Translator,
+    warn_limited,
+};
+
+/// InfluxDB's representable range (models.MinNanoTime / MaxNanoTime).
+const MIN_NANOS: i64 = i64::MIN + 2;
+const MAX_NANOS: i64 = i64::MAX - 1;
+
+#[derive(Debug)]
+pub(crate) struct GraphiteBatch {
+    ctx: Arc<ListenerCtx>,
+    peer: Option<SocketAddr>,
+    out: Vec<u8>,
+    points: usize,
+    now: f64,
+}
+
+impl GraphiteBatch {
+    pub(crate) fn new(ctx: Arc<ListenerCtx>, peer: Option<SocketAddr>) -> Self {
+        Self {
+            ctx,
+            peer,
+            out: Vec::with_capacity(64 * 1024),
+            points: 0,
+            now: now_seconds(),
+        }
+    }
+
+    /// Starts a new read: takes one clock reading for the samples that say "now".
+    pub(crate) fn begin(&mut self) {
+        self.now = now_seconds();
+    }
+
+    /// Counts and (rate-limited) logs a rejected line or item.
+    pub(crate) fn reject(&self, reason: &str, detail: &dyn std::fmt::Display) {
+        self.ctx
+            .metrics
+            .rejected
+            .with_label_values(&[self.ctx.name, reason])
+            .inc();
+        match self.peer {
+            Some(peer) => warn_limited!(
+                self.ctx.log_limit,
+                listener = self.ctx.name,
+                %peer,
+                reason,
+                "rejected: {detail}"
+            ),
+            None => warn_limited!(
+                self.ctx.log_limit,
+                listener = self.ctx.name,
+                reason,
+                "rejected: {detail}"
+            ),
+        }
+    }
+
+    /// Translates one sample into the batch; a sample that cannot be stored is counted.
+    pub(crate) fn add(&mut self, tr: &mut Translator<'_>, path: &str, value: f64, ts: Timestamp) {
+        let Some(ns) = to_nanos(ts.or_now(self.now)) else {
+            return self.reject(
+                "timestamp_out_of_range",
+                &format_args!("{path}: timestamp out of range"),
+            );
+        };
+        // Tagged series (`name;k=v`) carry their tags; plain names (the common case) need no
+        // allocation at all.
+        let tagged;
+        let (name, extra): (&str, Vec<(&str, &str)>) = if path.contains(';') {
+            tagged = match graphite_plaintext::TaggedPath::parse(path) {
+                Ok(t) => t,
+                Err(e) => return self.reject(e.reason(), &e),
+            };
+            (
+                tagged.name(),
+                tagged.tags().map(|t| (t.key, t.value)).collect(),
+            )
+        } else {
+            (path, Vec::new())
+        };
+        match tr.write_point(name, &extra, value, ns, &mut self.out) {
+            Ok(()) => self.points += 1,
+            Err(e) => self.reject(e.reason(), &format_args!("{path}: {e}")),
+        }
+    }
+
+    /// One result of the plaintext line splitter: blank lines are skipped, bad ones counted.
+    pub(crate) fn add_line(
+        &mut self,
+        tr: &mut Translator<'_>,
+        line: Result<graphite_plaintext::Line<'_>, graphite_plaintext::Error>,
+    ) {
+        match line {
+            Ok(line) if line.is_blank() => {}
+            Ok(line) => match line.parse() {
+                Ok(s) => self.add(tr, s.path, s.value, s.timestamp),
+                Err(e) => self.reject(e.reason(), &e),
+            },
+            Err(e) => self.reject(e.reason(), &e),
+        }
+    }
+
+    /// Points translated and not yet flushed.
+    pub(crate) fn len(&self) -> usize {
+        self.points
+    }
+
+    /// Hands what was translated so far to the pipeline (awaiting room: backpressure).
+    pub(crate) async fn flush(&mut self) {
+        if self.points == 0 {
+            return;
+        }
+        let pipeline = self.ctx.pipeline();
+        let body = Bytes::from(std::mem::replace(
+            &mut self.out,
+            Vec::with_capacity(64 * 1024),
+        ));
+        let points = std::mem::take(&mut self.points);
+        self.ctx.received.inc_by(points as u64);
+        pipeline
+            .submit(Chunk {
+                target: Target::Default,
+                body,
+                points,
+            })
+            .await;
+    }
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Seconds to nanoseconds as InfluxDB's graphite service converts them:
+/// `time.Unix(int64(t), int64((t - floor(t)) * 1e9))`.
+pub(crate) fn to_nanos(t: f64) -> Option<i64> {
+    if !t.is_finite() || t.abs() > 9.3e9 {
+        return None;
+    }
+    let secs = t.trunc() as i64;
+    let frac = ((t - t.floor()) * 1e9) as i64;
+    let ns = secs.checked_mul(1_000_000_000)?.checked_add(frac)?;
+    (MIN_NANOS..=MAX_NANOS).contains(&ns).then_some(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_convert_like_influxdb() {
+        assert_eq!(to_nanos(1_700_000_000.0), Some(1_700_000_000_000_000_000));
+        assert_eq!(to_nanos(1.5), Some(1_500_000_000));
+        assert_eq!(to_nanos(0.0), Some(0));
+        assert_eq!(to_nanos(1e12), None);
+        assert_eq!(to_nanos(f64::INFINITY), None);
+    }
+}

@@ -1,0 +1,568 @@
+//! The InfluxDB-compatible HTTP listener: `/write`, `/api/v2/write`, `/ping`, `/query`,
+//! `/health`, `/metrics`.
+//!
+//! Served by hyper directly (not `axum::serve`) for two reasons: header names go out in
+//! title case (`X-Influxdb-Version`), because some clients (aioinflux) read them from a
+//! case-sensitive dict; and the connection limit and graceful shutdown are ours to enforce.
+
+use std::{collections::HashMap, io::Read, sync::Arc, time::SystemTime};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Query, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{any, get, post},
+    Router,
+};
+use hyper_util::rt::TokioIo;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::task::TaskTracker;
+
+use super::ListenerCtx;
+use crate::{
+    config::{HttpListener, InfluxApi},
+    output::influxdb::{Chunk, Destination, Target},
+    warn_limited,
+};
+
+/// What `/ping` and every response report as the server version. InfluxDB clients parse it
+/// (some switch behaviour on the major version), so it names the 1.x API fluxgate speaks.
+const INFLUXDB_VERSION: &str = "1.8.10";
+
+#[derive(Debug)]
+struct HttpState {
+    ctx: Arc<ListenerCtx>,
+    cfg: HttpListener,
+}
+
+type AppState = State<Arc<HttpState>>;
+
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
+    cfg: HttpListener,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let state = Arc::new(HttpState {
+        ctx: ctx.clone(),
+        cfg,
+    });
+    let router = Router::new()
+        .route("/write", post(write_v1))
+        .route("/api/v2/write", post(write_v2))
+        .route("/ping", get(ping).head(ping))
+        .route("/query", any(query))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(influx_headers))
+        .with_state(state);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    warn_limited!(ctx.log_limit, listener = ctx.name, "accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = ctx.cancel.cancelled() => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            ctx.reject("max_connections", 1);
+            warn_limited!(ctx.log_limit, listener = ctx.name, %peer, "connection refused: max_connections reached");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let cancel = ctx.cancel.clone();
+        let conn_ctx = ctx.clone();
+        tracker.spawn(async move {
+            conn_ctx.connections.inc();
+            let conn = hyper::server::conn::http1::Builder::new()
+                .title_case_headers(true)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            conn_ctx.connections.dec();
+            drop(permit);
+        });
+    }
+}
+
+/// InfluxDB puts these on every response; clients look for the version one.
+async fn influx_headers(mut resp: Response) -> Response {
+    let id = request_id();
+    let h = resp.headers_mut();
+    h.insert(
+        "x-influxdb-version",
+        HeaderValue::from_static(INFLUXDB_VERSION),
+    );
+    h.insert("x-influxdb-build", HeaderValue::from_static("OSS"));
+    h.insert(
+        "x-fluxgate-version",
+        HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("request-id", v.clone());
+        h.insert("x-request-id", v);
+    }
+    resp
+}
+
+fn request_id() -> String {
+    use rand::Rng;
+    let r: u128 = rand::thread_rng().gen();
+    let s = format!("{r:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..]
+    )
+}
+
+/// The two error dialects: 1.x `{"error": ...}` + `X-Influxdb-Error`, 2.x `{"code", "message"}`.
+fn error(api: InfluxApi, status: StatusCode, message: &str) -> Response {
+    let mut resp = match api {
+        InfluxApi::V1 => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": message }).to_string(),
+        )
+            .into_response(),
+        InfluxApi::V2 => {
+            let code = match status.as_u16() {
+                400 => "invalid",
+                401 => "unauthorized",
+                403 => "forbidden",
+                404 => "not found",
+                413 => "request too large",
+                422 => "unprocessable entity",
+                429 => "too many requests",
+                503 => "unavailable",
+                _ => "internal error",
+            };
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                serde_json::json!({ "code": code, "message": message }).to_string(),
+            )
+                .into_response()
+        }
+    };
+    if api == InfluxApi::V1 {
+        // Go's header sanitizer turns newlines into spaces; so do we. Cut at 1024 as 1.x does.
+        let flat: String = message
+            .chars()
+            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+            .take(1024)
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&flat) {
+            resp.headers_mut().insert("x-influxdb-error", v);
+        }
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+async fn write_v1(
+    State(st): AppState,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(db) = q.get("db").filter(|d| !d.is_empty()) else {
+        st.ctx.reject("bad_request", 1);
+        return error(
+            InfluxApi::V1,
+            StatusCode::BAD_REQUEST,
+            "database is required",
+        );
+    };
+    let dest = Destination::new(db, q.get("rp").map_or("", |s| s.as_str()));
+    // 1.x treats an unknown precision as nanoseconds rather than failing the write.
+    let precision = q
+        .get("precision")
+        .and_then(|p| line_protocol::Precision::parse(p).ok())
+        .unwrap_or(line_protocol::Precision::Nanoseconds);
+    write(&st, InfluxApi::V1, dest, precision, &headers, body).await
+}
+
+async fn write_v2(
+    State(st): AppState,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(bucket) = q.get("bucket").filter(|b| !b.is_empty()) else {
+        st.ctx.reject("bad_request", 1);
+        return error(
+            InfluxApi::V2,
+            StatusCode::BAD_REQUEST,
+            "bucket not specified",
+        );
+    };
+    let precision = match q.get("precision") {
+        None => line_protocol::Precision::Nanoseconds,
+        Some(p) => match line_protocol::Precision::parse(p).ok() {
+            Some(p) => p,
+            None => {
+                st.ctx.reject("bad_request", 1);
+                return error(
+                    InfluxApi::V2,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid precision {p:?}: use one of ns, us, ms, s"),
+                );
+            }
+        },
+    };
+    write(
+        &st,
+        InfluxApi::V2,
+        Destination::from_bucket(bucket),
+        precision,
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// Reads the body (gunzipping within the size limit), validates every line, and queues the
+/// good ones with nanosecond timestamps. v1 semantics: good lines are written even when some
+/// fail (400 partial write); v2 semantics: one bad line rejects the whole request.
+async fn write(
+    st: &HttpState,
+    api: InfluxApi,
+    dest: Destination,
+    precision: line_protocol::Precision,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = st.cfg.max_body_bytes;
+    let raw = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            st.ctx.reject("body_too_large", 1);
+            return error(
+                api,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body too large: the limit is {limit} bytes"),
+            );
+        }
+    };
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
+    let body = if gzipped {
+        match gunzip(&raw, limit) {
+            Ok(b) => Bytes::from(b),
+            Err(GunzipError::TooLarge) => {
+                st.ctx.reject("body_too_large", 1);
+                return error(
+                    api,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "request body too large: the limit is {limit} bytes after decompression"
+                    ),
+                );
+            }
+            Err(GunzipError::Bad(e)) => {
+                st.ctx.reject("bad_request", 1);
+                return error(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid gzip body: {e}"),
+                );
+            }
+        }
+    } else {
+        raw
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8);
+    let mut points = 0usize;
+    let mut failures: Vec<String> = Vec::new();
+    let mut failed = 0usize;
+    for line in body.split(|&b| b == b'\n') {
+        match normalize_line(line, precision, now, &mut out) {
+            Ok(true) => points += 1,
+            Ok(false) => {}
+            Err(msg) => {
+                failed += 1;
+                // Enough to show the client what is wrong without echoing a huge body.
+                if failures.len() < 32 {
+                    failures.push(msg);
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        st.ctx.reject("invalid_line", failed as u64);
+        warn_limited!(
+            st.ctx.log_limit,
+            listener = st.ctx.name,
+            lines = failed,
+            "rejected line protocol: {}",
+            &failures[0]
+        );
+    }
+    let joined = failures.join("\n");
+    if failed > 0 && (points == 0 || api == InfluxApi::V2) {
+        return error(api, StatusCode::BAD_REQUEST, &joined);
+    }
+    if points > 0 {
+        let pipeline = st.ctx.pipeline();
+        let chunk = Chunk {
+            target: Target::Explicit(dest),
+            body: Bytes::from(out),
+            points,
+        };
+        let s = pipeline.submit_within(chunk, st.cfg.write_timeout).await;
+        if s.timed_out > 0 || (s.accepted == 0 && s.dropped + s.closed > 0) {
+            st.ctx.reject("queue_full", points as u64);
+            return error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "fluxgate is overloaded: an output queue is full; retry later",
+            );
+        }
+        st.ctx.received.inc_by(points as u64);
+    }
+    if failed > 0 {
+        return error(
+            api,
+            StatusCode::BAD_REQUEST,
+            &format!("partial write: {joined} dropped={failed}"),
+        );
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Validates one line and appends it to `out` with a nanosecond timestamp. The line's own
+/// text is kept (it parsed, so it is valid line protocol); only the timestamp is rewritten.
+/// `Ok(false)` for blank and comment lines.
+fn normalize_line(
+    raw: &[u8],
+    precision: line_protocol::Precision,
+    now: i64,
+    out: &mut Vec<u8>,
+) -> Result<bool, String> {
+    let text = match std::str::from_utf8(raw) {
+        Ok(t) => t,
+        Err(e) => {
+            let shown = String::from_utf8_lossy(raw);
+            return Err(format!(
+                "unable to parse '{shown}': invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ));
+        }
+    };
+    let line = text.trim_start();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(false);
+    }
+    let parsed = line_protocol::parse_line(line).map_err(|e| e.to_string())?;
+    let body = line.trim_end_matches(' ');
+    match parsed.timestamp {
+        None => {
+            out.extend_from_slice(body.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(itoa::Buffer::new().format(now).as_bytes());
+        }
+        Some(ts) => {
+            let ns = precision
+                .to_nanos(ts)
+                .map_err(|_| format!("unable to parse '{line}': time outside range"))?;
+            // The timestamp is the last token of a line that parsed with one.
+            let head = body.rsplit_once(' ').map_or(body, |(h, _)| h);
+            out.extend_from_slice(head.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(itoa::Buffer::new().format(ns).as_bytes());
+        }
+    }
+    out.push(b'\n');
+    Ok(true)
+}
+
+enum GunzipError {
+    TooLarge,
+    Bad(std::io::Error),
+}
+
+fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
+    let mut out = Vec::with_capacity((data.len() * 4).min(limit));
+    let mut dec = flate2::read::MultiGzDecoder::new(data).take(limit as u64 + 1);
+    dec.read_to_end(&mut out).map_err(GunzipError::Bad)?;
+    if out.len() > limit {
+        return Err(GunzipError::TooLarge);
+    }
+    Ok(out)
+}
+
+async fn ping(Query(q): Query<HashMap<String, String>>) -> Response {
+    if q.get("verbose").is_some_and(|v| v == "true" || v == "1") {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "version": INFLUXDB_VERSION }).to_string(),
+        )
+            .into_response();
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn health() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({
+            "name": "fluxgate",
+            "message": "ready for writes",
+            "status": "pass",
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(st): AppState) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.ctx.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+/// `/query` goes to the first InfluxDB v1 output, so a client pointed at the gateway can
+/// read and `CREATE DATABASE` (Telegraf does on start) as if talking to InfluxDB.
+async fn query(
+    State(st): AppState,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let pipeline = st.ctx.pipeline();
+    let Some(out) = pipeline
+        .influx
+        .iter()
+        .find(|o| o.config().api == InfluxApi::V1)
+    else {
+        return error(
+            InfluxApi::V1,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no InfluxDB v1 output is configured to answer /query",
+        );
+    };
+    let mut url = format!("{}/query", out.base_url().trim_end_matches('/'));
+    if let Some(q) = uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut req = out.client().request(method, &url);
+    for name in [
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        header::ACCEPT,
+        header::ACCEPT_ENCODING,
+    ] {
+        if let Some(v) = headers.get(&name) {
+            req = req.header(name, v);
+        }
+    }
+    // Credentials the client did not send come from the output's config.
+    let cfg = out.config();
+    if !headers.contains_key(header::AUTHORIZATION)
+        && !cfg.username.is_empty()
+        && !url.contains("u=")
+    {
+        req = req.basic_auth(&cfg.username, Some(&cfg.password));
+    }
+    match req.body(body).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let ctype = resp.headers().get(header::CONTENT_TYPE).cloned();
+            let cenc = resp.headers().get(header::CONTENT_ENCODING).cloned();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let mut r = (status, bytes).into_response();
+            if let Some(ct) = ctype {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            if let Some(ce) = cenc {
+                r.headers_mut().insert(header::CONTENT_ENCODING, ce);
+            }
+            r
+        }
+        Err(e) => error(
+            InfluxApi::V1,
+            StatusCode::BAD_GATEWAY,
+            &format!("upstream {} did not answer: {e}", out.base_url()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(line: &str, p: line_protocol::Precision) -> Result<String, String> {
+        let mut out = Vec::new();
+        normalize_line(line.as_bytes(), p, 42, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn lines_get_nanosecond_timestamps() {
+        use line_protocol::Precision::*;
+        assert_eq!(
+            norm("m,t=a f=1 5", Seconds).unwrap(),
+            "m,t=a f=1 5000000000\n"
+        );
+        assert_eq!(norm("m f=1 5", Nanoseconds).unwrap(), "m f=1 5\n");
+        // aioinflux leaves a trailing space after a point without time.
+        assert_eq!(norm("m f=True ", Nanoseconds).unwrap(), "m f=True 42\n");
+        assert_eq!(
+            norm("  m s=\"a b\" 7", Milliseconds).unwrap(),
+            "m s=\"a b\" 7000000\n"
+        );
+        assert_eq!(norm("# comment", Nanoseconds).unwrap(), "");
+        assert_eq!(norm("", Nanoseconds).unwrap(), "");
+    }
+
+    #[test]
+    fn bad_lines_say_why_like_influxdb() {
+        assert_eq!(
+            norm("bad line", line_protocol::Precision::Nanoseconds).unwrap_err(),
+            "unable to parse 'bad line': invalid field format"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Graphite pickle over TCP: 4-byte big-endian length, then a pickle of
+//! `[(path, (timestamp, value)), ...]`.
+//!
+//! Decoding is data-only (see `graphite-pickle`): a pickle that asks for code to run is an
+//! error, never executed. A bad item is skipped and counted; a malformed frame is counted and
+//! its connection closed, since what follows a broken frame cannot be trusted to be framed.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use bytes::{Buf, BytesMut};
+use graphite_pickle::{Decoder, FrameSplitter};
+use graphite_plaintext::Timestamp;
+use tokio::{io::AsyncReadExt, net::TcpStream};
+
+use super::{graphite::GraphiteBatch, ListenerCtx};
+
+pub async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    max_frame_bytes: usize,
+) {
+    let splitter = FrameSplitter::new(max_frame_bytes);
+    let mut decoder = Decoder::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
+    loop {
+        buf.reserve(64 * 1024);
+        let read = tokio::select! {
+            r = stream.read_buf(&mut buf) => r,
+            _ = ctx.cancel.cancelled() => Ok(0),
+        };
+        let eof = match read {
+            Ok(n) => n == 0,
+            Err(e) => {
+                batch.reject("read_error", &format_args!("read failed: {e}"));
+                true
+            }
+        };
+        batch.begin();
+        let pipeline = ctx.pipeline();
+        let mut translator = pipeline.templates.translator();
+        let mut frames = splitter.split(&buf);
+        let mut fatal = false;
+        for frame in frames.by_ref() {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    batch.reject("frame_too_large", &e);
+                    fatal = true;
+                    break;
+                }
+            };
+            match decoder.decode(frame) {
+                Ok(decoded) => {
+                    for skipped in &decoded.skipped {
+                        batch.reject("bad_item", skipped);
+                    }
+                    for p in &decoded.points {
+                        let ts = graphite_timestamp(p.timestamp);
+                        batch.add(&mut translator, &p.path, p.value, ts);
+                    }
+                }
+                Err(e) => {
+                    let reason = if e.is_forbidden() {
+                        "forbidden_opcode"
+                    } else {
+                        "bad_frame"
+                    };
+                    batch.reject(reason, &e);
+                    fatal = true;
+                    break;
+                }
+            }
+        }
+        let consumed = frames.consumed();
+        let incomplete = !frames.remainder().is_empty();
+        drop(translator);
+        buf.advance(consumed);
+        batch.flush().await;
+        if fatal {
+            return;
+        }
+        if eof {
+            if incomplete {
+                batch.reject(
+                    "truncated_frame",
+                    &format_args!("connection closed inside a frame ({} bytes)", buf.len()),
+                );
+            }
+            return;
+        }
+    }
+}
+
+/// carbon treats `-1` (by its integer part) as "now", in pickles as in plaintext.
+fn graphite_timestamp(t: f64) -> Timestamp {
+    if t.trunc() == -1.0 {
+        Timestamp::Now
+    } else {
+        Timestamp::Seconds(t)
+    }
+}

@@ -1,0 +1,105 @@
+//! Graphite plaintext (`path value timestamp\n`) over TCP and UDP.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use bytes::{Buf, BytesMut};
+use graphite_plaintext::LineSplitter;
+use tokio::{
+    io::AsyncReadExt,
+    net::{TcpStream, UdpSocket},
+};
+
+use super::{graphite::GraphiteBatch, ListenerCtx};
+use crate::translate::graphite::Translator;
+
+/// Reads are parsed whole, so this is also the largest batch one read produces.
+const READ_BYTES: usize = 64 * 1024;
+
+/// One TCP connection: read, split into lines, translate, hand on; repeat. While the pipeline
+/// is full `flush` waits, nothing is read, and TCP pushes back on the sender.
+pub async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    max_line_bytes: usize,
+) {
+    let mut buf = BytesMut::with_capacity(READ_BYTES + max_line_bytes);
+    let mut splitter = LineSplitter::new(max_line_bytes);
+    let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
+    loop {
+        buf.reserve(READ_BYTES);
+        let read = tokio::select! {
+            r = stream.read_buf(&mut buf) => r,
+            _ = ctx.cancel.cancelled() => Ok(0),
+        };
+        let eof = match read {
+            Ok(n) => n == 0,
+            Err(e) => {
+                batch.reject("read_error", &format_args!("read failed: {e}"));
+                true
+            }
+        };
+        batch.begin();
+        let pipeline = ctx.pipeline();
+        let mut translator = pipeline.templates.translator();
+        let mut lines = splitter.lines(&buf, eof);
+        for line in lines.by_ref() {
+            batch.add_line(&mut translator, line);
+        }
+        let consumed = lines.consumed();
+        drop(translator);
+        buf.advance(consumed);
+        batch.flush().await;
+        if eof {
+            return;
+        }
+    }
+}
+
+/// UDP: every datagram holds whole lines; a final line without `\n` counts (go-carbon).
+pub async fn udp(socket: UdpSocket, ctx: Arc<ListenerCtx>, max_datagram: usize, max_line: usize) {
+    let mut buf = vec![0u8; max_datagram];
+    let mut splitter = LineSplitter::new(max_line);
+    let mut batch = GraphiteBatch::new(ctx.clone(), None);
+    loop {
+        let (n, _peer) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    batch.reject("read_error", &format_args!("recv failed: {e}"));
+                    continue;
+                }
+            },
+            _ = ctx.cancel.cancelled() => return,
+        };
+        batch.begin();
+        let pipeline = ctx.pipeline();
+        let mut translator = pipeline.templates.translator();
+        datagram(&mut splitter, &mut batch, &mut translator, &buf[..n]);
+        // Datagrams keep coming while we wait: drain what the socket already holds into
+        // this batch before handing it on, so a burst is one chunk, not one per datagram.
+        while batch.len() < UDP_BATCH_POINTS {
+            let Ok((n, _)) = socket.try_recv_from(&mut buf) else {
+                break;
+            };
+            datagram(&mut splitter, &mut batch, &mut translator, &buf[..n]);
+        }
+        drop(translator);
+        batch.flush().await;
+    }
+}
+
+/// Points gathered from a burst of datagrams before the batch is handed on.
+const UDP_BATCH_POINTS: usize = 5000;
+
+fn datagram(
+    splitter: &mut LineSplitter,
+    batch: &mut GraphiteBatch,
+    tr: &mut Translator<'_>,
+    data: &[u8],
+) {
+    splitter.reset();
+    for line in splitter.lines(data, true) {
+        batch.add_line(tr, line);
+    }
+}

@@ -1,0 +1,3 @@
+//! Where points go: batching, queueing and delivery to upstreams.
+
+pub mod influxdb;
