@@ -1,1 +1,63 @@
 //! End-to-end test support: real servers on free loopback ports.
+//!
+//! fluxgate's end-to-end tests talk to the servers people actually run, not to mocks: InfluxDB
+//! 1.x (`influxd`), carbon-cache and carbon-relay (Debian `graphite-carbon`), carbon-c-relay,
+//! and the Python client libraries (`aioinflux`, `influxdb`, `influxdb-client`, `aiographite`)
+//! from the project virtualenv. Every fixture here starts its server in its own temporary
+//! directory on ports nobody else was given, waits until it is ready, and kills it when
+//! dropped, so tests run in parallel and leave nothing behind.
+//!
+//! A missing server is a test failure whose message says how to install it (usually: run
+//! `scripts/install-test-deps.sh`), never a silent skip.
+//!
+//! When a wait times out, the panic message carries the last lines of the server's log. When a
+//! test fails for any reason, each fixture dropped during the unwind prints its log tail and
+//! keeps its temporary directory, whose path it prints.
+//!
+//! Everything is blocking (std threads and sockets): tests are plain `#[test]` functions, and
+//! async code under test can still call these from `spawn_blocking`.
+
+pub mod c_relay;
+pub mod carbon;
+pub mod gateway;
+pub mod http;
+pub mod influxdb;
+pub mod net;
+pub mod pickle;
+mod process;
+pub mod python;
+
+use std::path::{Path, PathBuf};
+
+pub use c_relay::{
+    carbon_c_relay_cluster, carbon_c_relay_placement, carbon_c_relay_test_mode, parse_placement,
+    CarbonCRelay, CarbonCRelayBuilder,
+};
+pub use carbon::{
+    unix_now, CarbonCache, CarbonCacheBuilder, CarbonRelay, CarbonRelayBuilder, RelayMethod,
+};
+pub use gateway::{
+    fluxgate_bin, fluxgate_command, prometheus_value, run_fluxgate, Gateway, GatewayBuilder,
+};
+pub use http::{form_urlencode, gzip, http_get, http_post, http_request, HttpResponse};
+pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
+pub use net::{
+    free_port, free_udp_port, loopback, send_lines, send_tcp, tcp_is_listening, wait_for_tcp,
+    TcpCapture,
+};
+pub use pickle::{decode_pickle_body, decode_pickle_frames, pickle_frame, PickledPoint};
+pub use process::{require_binary, tail_file};
+pub use python::{run_python, system_python, Python};
+
+/// The workspace root (the directory of the root Cargo.toml), where `.venv` and `target` live.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives inside the workspace")
+        .to_owned()
+}
+
+/// `<workspace>/.venv`, the virtualenv scripts/install-test-deps.sh creates.
+pub fn venv_dir() -> PathBuf {
+    workspace_root().join(".venv")
+}
