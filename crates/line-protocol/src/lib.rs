@@ -1,1 +1,61 @@
-//! placeholder
+//! InfluxDB line protocol: a zero-copy parser that reads lines exactly as InfluxDB 1.x does
+//! (same verdicts, same values, same error messages), a canonical writer, timestamp
+//! precisions, and a tokio-util codec.
+//!
+//! ```text
+//! measurement[,tag=value...] field=value[,field=value...] [timestamp]
+//! ```
+//!
+//! ```
+//! use line_protocol::{parse_lines, FieldValue, LineWriter};
+//!
+//! let body = "cpu,host=a usage=12.5,cores=8i 1700000000000000000\nbad\n";
+//! let mut lines = parse_lines(body);
+//! let cpu = lines.next().unwrap().unwrap();
+//! assert_eq!(cpu.measurement, "cpu");
+//! assert_eq!(cpu.tag("host").unwrap(), "a");
+//! assert_eq!(cpu.field("cores"), Some(&FieldValue::I64(8)));
+//! let err = lines.next().unwrap().unwrap_err();
+//! assert_eq!(err.to_string(), "unable to parse 'bad': missing fields");
+//! assert_eq!(err.line_number(), Some(2));
+//!
+//! let mut out = Vec::new();
+//! cpu.write_to(&mut out, &Default::default()).unwrap();
+//! assert_eq!(out, b"cpu,host=a usage=12.5,cores=8i 1700000000000000000\n");
+//!
+//! LineWriter::new(&mut out).measurement("mem").field_u64("free", 1).finish().unwrap();
+//! ```
+//!
+//! # Compatibility
+//!
+//! The reference is InfluxDB 1.x's `models/points.go`, checked line by line against a running
+//! `influxd` (the tests hold that corpus). That includes its quirks: `.5` and `5.` are floats,
+//! `f="a"b` stores the string `a"`, a backslash keeps its meaning of "the next byte is
+//! escaped" even in front of a newline, and `\\` outside string values stays two backslashes.
+//! The deliberate differences are few and listed in the tests: unsigned integers (`12u`) are
+//! accepted (InfluxDB 1.x OSS needs a build flag, 2.x and 3 accept them); a field whose key is
+//! empty (only possible after a tab) is dropped, as 1.8 does; and a value InfluxDB's field
+//! iterator cannot convert (possible only when a field key ends in a backslash) fails the
+//! line instead of the whole write.
+
+mod error;
+mod escaped;
+mod parse;
+mod precision;
+mod split;
+mod write;
+
+#[cfg(feature = "codec")]
+pub mod codec;
+
+pub use error::{Element, Error, Reason, MAX_NANOS, MIN_NANOS};
+pub use escaped::{Chunks, EscapedStr};
+pub use parse::{
+    parse_line, parse_line_with, parse_lines, FieldSet, FieldValue, Lines, ParseOptions,
+    ParsedLine, TagSet, MAX_KEY_LENGTH, MAX_STRING_BYTES_V2,
+};
+pub use precision::Precision;
+pub use write::{write_line, FieldWriter, LineBuffer, LineWriter, TagWriter, WriteOptions};
+
+#[cfg(feature = "codec")]
+pub use codec::{LineProtocolCodec, RawLine};
