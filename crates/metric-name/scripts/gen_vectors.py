@@ -126,6 +126,11 @@ CURATED = [
     ("❤\ufe0f", "variation selector maps to nothing"), ("🇩🇪", None), ("👍🏽", None),
     ("\u1dc0", "unassigned in Unicode 3.2"), ("a\u1dc0\u0316", "current combining classes"),
     ("\U00011099\U000110ba", "post-3.2 composition"), ("\u0870", None), ("\U0001f970", None),
+    # NFKC under ucd_3_2_0 differs from today's Unicode (and from the unicode-normalization
+    # crate): post-3.2 compatibility characters stay, corrigenda use the old mappings.
+    ("\U0001f100", "DIGIT ZERO FULL STOP: NFKC today gives '0.'"), ("\u3250", None), ("\ua7f8", None),
+    ("\u03f9", None), ("\u1d2c", None), ("\U0002f868", "Corrigendum 4"), ("\U0002f874", None),
+    ("\U0002f91f", None), ("\U0002f9bf", None), ("\uf951", None), ("a\U0001f100b", None),
     # bidi
     ("مرحبا", None), ("العربية", None), ("שלום", None), ("עברית", None), ("\u05d0a", None),
     ("a\u05d0", None), ("\u05d01", None), ("\u05d01\u05d1", None), ("\u0627\u0661\u0628", None),
