@@ -157,6 +157,13 @@ impl CarbonCacheBuilder {
         self
     }
 
+    /// The storage-aggregation `xFilesFactor` (default 0: any known point makes an aggregate).
+    #[must_use]
+    pub fn x_files_factor(mut self, factor: &str) -> Self {
+        factor.clone_into(&mut self.x_files_factor);
+        self
+    }
+
     /// Any other `[cache]` setting of carbon.conf, e.g. `("MAX_CACHE_SIZE", "1000")`.
     #[must_use]
     pub fn setting(mut self, key: &str, value: &str) -> Self {

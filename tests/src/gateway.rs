@@ -190,6 +190,8 @@ impl GatewayBuilder {
         process::write_file(&config_path, &substitute_dir(&self.config, &root));
         let mut process = ServerProcess::new("fluxgate", binary, &root, root.join("fluxgate.log"));
         process.arg("run").arg("--config").arg(&config_path);
+        // Plain log text, so that tests can search it and humans can read the file.
+        process.env("NO_COLOR", "1");
         for (key, value) in &self.envs {
             process.env(key, value);
         }

@@ -16,6 +16,26 @@
 //!
 //! Everything is blocking (std threads and sockets): tests are plain `#[test]` functions, and
 //! async code under test can still call these from `spawn_blocking`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use fluxgate_e2e::{free_port, loopback, send_lines, Gateway, InfluxDb};
+//!
+//! let influx = InfluxDb::start();
+//! influx.create_database("graphite");
+//! let (http, plaintext) = (loopback(free_port()), loopback(free_port()));
+//! let config = format!(
+//!     "[listeners.plaintext]\ntcp = \"{plaintext}\"\n\
+//!      [listeners.http]\naddress = \"{http}\"\n\
+//!      [[outputs.influxdb]]\nname = \"influx\"\nurl = \"{}\"\ndatabase = \"graphite\"\n",
+//!     influx.url()
+//! );
+//! let gateway = Gateway::start(&config, http);
+//! send_lines(plaintext, ["servers.web01.cpu 0.5 1700000000"]);
+//! let points = influx.wait_for_points("graphite", 1, Duration::from_secs(10));
+//! assert_eq!(points[0].measurement, "servers.web01.cpu");
+//! assert_eq!(gateway.metric("fluxgate_received_total", &[]), Some(1.0));
+//! ```
 
 pub mod c_relay;
 pub mod carbon;
@@ -42,8 +62,8 @@ pub use gateway::{
 pub use http::{form_urlencode, gzip, http_get, http_post, http_request, HttpResponse};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
 pub use net::{
-    free_port, free_udp_port, loopback, send_lines, send_tcp, tcp_is_listening, wait_for_tcp,
-    TcpCapture,
+    free_port, free_udp_port, loopback, send_lines, send_tcp, send_udp, tcp_is_listening,
+    wait_for_tcp, TcpCapture,
 };
 pub use pickle::{decode_pickle_body, decode_pickle_frames, pickle_frame, PickledPoint};
 pub use process::{require_binary, tail_file};

@@ -104,6 +104,18 @@ pub fn send_tcp(addr: SocketAddr, bytes: &[u8]) {
     while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
 }
 
+/// Sends one UDP datagram to `addr` from an ephemeral loopback port.
+///
+/// # Panics
+/// When the datagram cannot be sent.
+pub fn send_udp(addr: SocketAddr, datagram: &[u8]) {
+    let socket = UdpSocket::bind("127.0.0.1:0")
+        .unwrap_or_else(|err| panic!("cannot bind a UDP socket on 127.0.0.1: {err}"));
+    socket
+        .send_to(datagram, addr)
+        .unwrap_or_else(|err| panic!("cannot send {} bytes to udp {addr}: {err}", datagram.len()));
+}
+
 /// Sends `lines` as Graphite plaintext, a newline after each.
 pub fn send_lines<I, S>(addr: SocketAddr, lines: I)
 where

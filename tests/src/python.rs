@@ -28,16 +28,17 @@ impl Python {
     /// # Panics
     /// When it does not exist, saying how to create it.
     pub fn venv() -> Python {
-        let interpreter = match std::env::var_os(PYTHON_ENV) {
+        let wanted = match std::env::var_os(PYTHON_ENV) {
             Some(path) if !path.is_empty() => PathBuf::from(path),
             _ => workspace_root().join(".venv").join("bin").join("python"),
         };
-        assert!(
-            interpreter.exists(),
-            "Python test interpreter {} not found: run scripts/install-test-deps.sh \
-             (it creates .venv with the pinned client libraries), or set {PYTHON_ENV}",
-            interpreter.display()
-        );
+        let interpreter = find_binary(&wanted.to_string_lossy()).unwrap_or_else(|| {
+            panic!(
+                "Python test interpreter {} not found: run scripts/install-test-deps.sh \
+                 (it creates .venv with the pinned client libraries), or set {PYTHON_ENV}",
+                wanted.display()
+            )
+        });
         Python { interpreter }
     }
 
