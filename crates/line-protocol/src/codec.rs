@@ -132,10 +132,15 @@ impl LineProtocolCodec {
     /// comment line.
     fn item(
         &self,
-        frame: Bytes,
+        mut frame: Bytes,
         line_number: usize,
         offset: u64,
     ) -> Option<Result<RawLine, Error>> {
+        // A line ending in an escaped newline keeps the backslash, not the newline (InfluxDB
+        // strips one trailing newline from every line it splits out).
+        if frame.last() == Some(&b'\n') {
+            frame.truncate(frame.len() - 1);
+        }
         let ws = frame
             .iter()
             .position(|&c| !matches!(c, b' ' | b'\t' | 0))
@@ -229,10 +234,7 @@ impl Decoder for LineProtocolCodec {
         }
         let (number, offset) = (self.line_number, self.offset);
         let n = buf.len();
-        let mut frame = self.consume(buf, n).freeze();
-        if frame.last() == Some(&b'\n') {
-            frame.truncate(frame.len() - 1);
-        }
+        let frame = self.consume(buf, n).freeze();
         Ok(self.item(frame, number, offset))
     }
 }

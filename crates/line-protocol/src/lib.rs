@@ -48,6 +48,9 @@ mod write;
 #[cfg(feature = "codec")]
 pub mod codec;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use error::{Element, Error, Reason, MAX_NANOS, MIN_NANOS};
 pub use escaped::{Chunks, EscapedStr};
 pub use parse::{

@@ -263,8 +263,8 @@ impl<'a> Iterator for Lines<'a> {
             self.pos = found.next;
 
             let mut end = found.end;
-            // A body ending in `\<LF>` or inside an open string keeps its last newline in the
-            // line; InfluxDB strips it.
+            // A line ending in an escaped newline (or a body ending inside an open string)
+            // keeps that newline in the line; InfluxDB strips it.
             if end > start && bytes[end - 1] == b'\n' {
                 end -= 1;
             }

@@ -215,6 +215,32 @@ fn put_value<B: LineBuffer + ?Sized>(buf: &mut B, value: &FieldValue<'_>) -> Res
     Ok(())
 }
 
+/// InfluxDB refuses a point with two tags of the same key (`duplicate tags`).
+fn duplicate_tag<K: Ord + Clone + ToString>(
+    keys: impl Iterator<Item = K> + Clone,
+    sorted: bool,
+) -> Option<Error> {
+    let duplicate = if sorted {
+        let mut prev: Option<K> = None;
+        keys.clone().find(|k| {
+            let dup = prev.as_ref() == Some(k);
+            prev = Some(k.clone());
+            dup
+        })
+    } else {
+        keys.clone()
+            .enumerate()
+            .find(|(i, k)| keys.clone().take(*i).any(|p| p == *k))
+            .map(|(_, k)| k)
+    };
+    duplicate.map(|k| Error::Unwritable {
+        element: Element::TagKey,
+        offset: 0,
+        excerpt: excerpt(&k.to_string()),
+        problem: "InfluxDB refuses duplicate tag keys",
+    })
+}
+
 /// Builds one line in a caller's buffer without allocating (up to eight tags are held
 /// inline until the first field, so they can be sorted).
 ///
@@ -379,6 +405,9 @@ impl<'b, 'v, B: LineBuffer + ?Sized> TagWriter<'b, 'v, B> {
         if sort {
             tags.sort_by(|a, b| a.0.cmp(b.0));
         }
+        if state.error.is_none() {
+            state.error = duplicate_tag(tags.iter().map(|t| t.0), sort);
+        }
         for (k, v) in tags {
             if state.error.is_some() {
                 break;
@@ -495,6 +524,13 @@ pub fn write_line<B: LineBuffer + ?Sized>(
     let mut order: SmallVec<[usize; 8]> = (0..line.tags.len()).collect();
     if options.sort_tags {
         order.sort_by(|&a, &b| line.tags[a].0.cmp(&line.tags[b].0));
+    }
+    if state.error.is_none() {
+        let keys = order
+            .iter()
+            .map(|&i| &line.tags[i])
+            .filter(|t| !t.1.is_empty());
+        state.error = duplicate_tag(keys.map(|t| t.0), options.sort_tags);
     }
     for i in order {
         let (k, v) = &line.tags[i];
