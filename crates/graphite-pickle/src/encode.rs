@@ -131,8 +131,9 @@ impl FrameEncoder {
         summary
     }
 
-    /// The first point of `points` that can never fit a frame, as the error to report.
-    pub(crate) fn check_sizes<'p, I>(&self, points: I) -> Result<(), Error>
+    /// Checks a batch before sending it: the first point (`(path, timestamp)`) that can
+    /// never fit a frame, as the error to report.
+    pub fn check_sizes<'p, I>(&self, points: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = (&'p str, f64)>,
     {
