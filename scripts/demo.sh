@@ -22,13 +22,14 @@ BIN=target/release/fluxgate
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DIR=$(mktemp -d)
-INFLUX_PORT=$(free_port); HTTP_PORT=$(free_port); PLAIN_PORT=$(free_port); PICKLE_PORT=$(free_port)
+INFLUX_PORT=$(free_port); RPC_PORT=$(free_port); HTTP_PORT=$(free_port); PLAIN_PORT=$(free_port); PICKLE_PORT=$(free_port)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 
 cat > "$DIR/influxdb.conf" <<CONF
 reporting-disabled = true
+bind-address = "127.0.0.1:$RPC_PORT"
 [meta]
   dir = "$DIR/meta"
 [data]

@@ -299,19 +299,33 @@ async fn write(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            st.ctx.reject("bad_request", 1);
+            return error(
+                api,
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "unable to parse body: invalid UTF-8 at byte {}",
+                    e.valid_up_to()
+                ),
+            );
+        }
+    };
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);
     let mut points = 0usize;
     let mut failures: Vec<String> = Vec::new();
     let mut failed = 0usize;
-    for line in body.split(|&b| b == b'\n') {
-        match normalize_line(line, precision, now, &mut out) {
-            Ok(true) => points += 1,
-            Ok(false) => {}
-            Err(msg) => {
+    // InfluxDB's own line splitting: a newline inside a quoted string value is content.
+    for parsed in line_protocol::parse_lines(text).precision(precision) {
+        match parsed.and_then(|p| append_point(&p, precision, now, &mut out)) {
+            Ok(()) => points += 1,
+            Err(e) => {
                 failed += 1;
                 // Enough to show the client what is wrong without echoing a huge body.
                 if failures.len() < 32 {
-                    failures.push(msg);
+                    failures.push(e.to_string());
                 }
             }
         }
@@ -358,50 +372,30 @@ async fn write(
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Validates one line and appends it to `out` with a nanosecond timestamp. The line's own
-/// text is kept (it parsed, so it is valid line protocol); only the timestamp is rewritten.
-/// `Ok(false)` for blank and comment lines.
-fn normalize_line(
-    raw: &[u8],
+/// Appends a parsed point to `out` with a nanosecond timestamp. The line's own text is kept
+/// (it parsed, so it is valid line protocol); only the timestamp is rewritten, or added with
+/// the time of receipt when the line had none, so a point that waits in a queue keeps the
+/// time it was written, not the time of a late retry.
+fn append_point(
+    p: &line_protocol::ParsedLine<'_>,
     precision: line_protocol::Precision,
     now: i64,
     out: &mut Vec<u8>,
-) -> Result<bool, String> {
-    let text = match std::str::from_utf8(raw) {
-        Ok(t) => t,
-        Err(e) => {
-            let shown = String::from_utf8_lossy(raw);
-            return Err(format!(
-                "unable to parse '{shown}': invalid UTF-8 at byte {}",
-                e.valid_up_to()
-            ));
-        }
+) -> Result<(), line_protocol::Error> {
+    let line = p
+        .line()
+        .trim_start()
+        .trim_end_matches(['\n', '\r', ' ', '\t']);
+    let (head, ns) = match p.timestamp_nanos(precision)? {
+        None => (line, now),
+        // The timestamp is the last token of a line that parsed with one.
+        Some(ns) => (line.rsplit_once([' ', '\t']).map_or(line, |(h, _)| h), ns),
     };
-    let line = text.trim_start();
-    if line.is_empty() || line.starts_with('#') {
-        return Ok(false);
-    }
-    let parsed = line_protocol::parse_line(line).map_err(|e| e.to_string())?;
-    let body = line.trim_end_matches(' ');
-    match parsed.timestamp {
-        None => {
-            out.extend_from_slice(body.as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(itoa::Buffer::new().format(now).as_bytes());
-        }
-        Some(ts) => {
-            let ns = precision
-                .to_nanos(ts)
-                .map_err(|_| format!("unable to parse '{line}': time outside range"))?;
-            // The timestamp is the last token of a line that parsed with one.
-            let head = body.rsplit_once(' ').map_or(body, |(h, _)| h);
-            out.extend_from_slice(head.as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(itoa::Buffer::new().format(ns).as_bytes());
-        }
-    }
+    out.extend_from_slice(head.trim_end_matches([' ', '\t']).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(ns).as_bytes());
     out.push(b'\n');
-    Ok(true)
+    Ok(())
 }
 
 enum GunzipError {
@@ -534,9 +528,12 @@ async fn query(
 mod tests {
     use super::*;
 
-    fn norm(line: &str, p: line_protocol::Precision) -> Result<String, String> {
+    fn norm(body: &str, p: line_protocol::Precision) -> Result<String, String> {
         let mut out = Vec::new();
-        normalize_line(line.as_bytes(), p, 42, &mut out)?;
+        for parsed in line_protocol::parse_lines(body).precision(p) {
+            let parsed = parsed.map_err(|e| e.to_string())?;
+            append_point(&parsed, p, 42, &mut out).map_err(|e| e.to_string())?;
+        }
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -554,8 +551,16 @@ mod tests {
             norm("  m s=\"a b\" 7", Milliseconds).unwrap(),
             "m s=\"a b\" 7000000\n"
         );
-        assert_eq!(norm("# comment", Nanoseconds).unwrap(), "");
-        assert_eq!(norm("", Nanoseconds).unwrap(), "");
+        assert_eq!(norm("# comment\n\n", Nanoseconds).unwrap(), "");
+    }
+
+    #[test]
+    fn a_newline_inside_a_string_value_is_content() {
+        use line_protocol::Precision::*;
+        assert_eq!(
+            norm("m text=\"first\nsecond\" 5\nn v=2 6", Nanoseconds).unwrap(),
+            "m text=\"first\nsecond\" 5\nn v=2 6\n"
+        );
     }
 
     #[test]
