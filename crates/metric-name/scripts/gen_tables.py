@@ -14,6 +14,7 @@ Usage: python3 scripts/gen_tables.py            (from crates/metric-name; writes
 
 import os
 import random
+from encodings.idna import nameprep
 import stringprep
 import sys
 import unicodedata
@@ -125,6 +126,36 @@ for c in ALL:
         continue
     COMPOSE[(parts[0], parts[1])] = c
 
+SECONDS = {b for _, b in COMPOSE}
+
+
+def quick(c):
+    """Nameprep leaves a label made only of such characters (and ASCII, lower-cased) as it is.
+
+    Not mapped, no decomposition, combining class 0, never the second half of a composition
+    pair, not prohibited, not RandALCat (so no bidi rule can fire), and no Hangul jamo (an
+    LV syllable followed by a trailing jamo composes).
+    """
+    if c < 0x80 or is_surrogate(c) or 0x1100 <= c <= 0x11FF:
+        return False
+    ch = chr(c)
+    return (
+        not stringprep.in_table_b1(ch)
+        and c not in B2
+        and c not in DECOMP
+        and ccc(c) == 0
+        and c not in SECONDS
+        and not prohibited(c)
+        and not stringprep.in_table_d1(ch)
+    )
+
+
+QUICK_BMP = [0] * (0x10000 // 64)
+for c in range(0x10000):
+    if quick(c):
+        QUICK_BMP[c // 64] |= 1 << (c % 64)
+QUICK_SUPPLEMENTARY = [r for r in ranges(quick) if r[1] >= 0x10000]
+QUICK_SUPPLEMENTARY = [(max(a, 0x10000), b) for a, b in QUICK_SUPPLEMENTARY]
 PROHIBITED = ranges(prohibited)
 PRINTABLE_PROHIBITED = ranges(lambda c: prohibited(c) and chr(c).isprintable())
 D1 = ranges(lambda c: stringprep.in_table_d1(chr(c)))
@@ -234,6 +265,15 @@ def check_model():
         assert want == got, ([hex(ord(x)) for x in s], want, got)
 
 
+def check_quick():
+    rnd = random.Random(3490)
+    pool = [c for c in range(0x80, 0x30000) if quick(c)] + list(range(0x20, 0x7F))
+    for _ in range(100000):
+        s = "".join(chr(rnd.choice(pool)) for _ in range(rnd.randint(1, 8)))
+        want = "".join(x.lower() if x < "\x80" else x for x in s)
+        assert nameprep(s) == want, [hex(ord(x)) for x in s]
+
+
 def lit(s):
     out = []
     for ch in s:
@@ -288,6 +328,18 @@ def write():
         *chunks(["(0x%x, 0x%x, 0x%x)," % (a, b, c) for (a, b), c in sorted(COMPOSE.items())], 5),
         "];",
         "",
+        "/// Characters nameprep leaves alone (see `quick` in the script), one bit per BMP code point.",
+        "#[rustfmt::skip]",
+        "pub(crate) static QUICK_BMP: [u64; 1024] = [",
+        *chunks(["0x%x," % w for w in QUICK_BMP], 8),
+        "];",
+        "",
+        "/// The same above the BMP, as inclusive ranges.",
+        "#[rustfmt::skip]",
+        "pub(crate) static QUICK_SUPPLEMENTARY: &[(u32, u32)] = &[",
+        *chunks(["(0x%x, 0x%x)," % r for r in QUICK_SUPPLEMENTARY], 6),
+        "];",
+        "",
         "/// Prohibited output: RFC 3454 C.1.2, C.2.2, C.3 to C.9, inclusive ranges.",
         "#[rustfmt::skip]",
         "pub(crate) static PROHIBITED: &[(u32, u32)] = &[",
@@ -319,6 +371,7 @@ def write():
 
 if __name__ == "__main__":
     check_model()
+    check_quick()
     write()
     print(
         "wrote %s: B1 %d, B2 %d, DECOMP %d, CCC %d, COMPOSE %d, PROHIBITED %d, D1 %d, D2 %d"

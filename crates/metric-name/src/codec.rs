@@ -271,6 +271,14 @@ fn contains_ace_prefix(bytes: &[u8]) -> bool {
 }
 
 pub(crate) fn punycode_encode(segment: &str, out: &mut String) {
+    if segment.is_ascii() {
+        // All basic code points: punycode is the text itself plus the `-` delimiter.
+        quote_into(segment, out);
+        if !segment.is_empty() {
+            out.push('-');
+        }
+        return;
+    }
     let cps: Vec<u32> = segment.chars().map(u32::from).collect();
     let mut encoded = String::with_capacity(segment.len() + 8);
     punycode::encode(&cps, &mut encoded);

@@ -62,6 +62,10 @@ fn ccc(c: u32) -> u8 {
 }
 
 fn compose_pair(first: u32, second: u32) -> Option<u32> {
+    // Every second element of a pair is at least U+0300 (checked in the tests).
+    if second < 0x300 {
+        return None;
+    }
     tables::COMPOSE
         .binary_search_by(|&(a, b, _)| (a, b).cmp(&(first, second)))
         .ok()
@@ -75,6 +79,14 @@ pub(crate) fn is_prohibited(c: u32) -> bool {
 /// Whether Python's `repr` shows this prohibited code point literally.
 pub(crate) fn is_printable_prohibited(c: u32) -> bool {
     in_ranges(tables::PRINTABLE_PROHIBITED, c)
+}
+
+/// See `quick` in `scripts/gen_tables.py`.
+fn is_quick(c: u32) -> bool {
+    match usize::try_from(c) {
+        Ok(i) if i < 0x10000 => tables::QUICK_BMP[i / 64] >> (i % 64) & 1 == 1,
+        _ => in_ranges(tables::QUICK_SUPPLEMENTARY, c),
+    }
 }
 
 fn is_rand_al(c: u32) -> bool {
@@ -92,8 +104,35 @@ pub(crate) fn nameprep(
     out: &mut Vec<u32>,
     scratch: &mut Vec<u32>,
 ) -> Result<(), NameprepError> {
+    // Most labels (CJK, lowercase Cyrillic or Greek, emoji) are left as they are: one bit
+    // lookup per character instead of eight table searches.
+    if label.iter().all(|&c| c < 0x80 || is_quick(c)) {
+        out.clear();
+        out.extend(label.iter().map(|&c| {
+            if (0x41..=0x5a).contains(&c) {
+                c + 0x20
+            } else {
+                c
+            }
+        }));
+        return Ok(());
+    }
+    nameprep_full(label, out, scratch)
+}
+
+fn nameprep_full(
+    label: &[u32],
+    out: &mut Vec<u32>,
+    scratch: &mut Vec<u32>,
+) -> Result<(), NameprepError> {
     scratch.clear();
     for &c in label {
+        if c < 0x80 {
+            scratch.push(u32::from(
+                u8::try_from(c).map_or(0, |b| b.to_ascii_lowercase()),
+            ));
+            continue;
+        }
         if tables::B1.binary_search(&c).is_ok() {
             continue;
         }
@@ -239,6 +278,58 @@ mod tests {
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         nameprep(&label, &mut out, &mut scratch)?;
         Ok(out.into_iter().filter_map(char::from_u32).collect())
+    }
+
+    #[test]
+    fn shortcuts_hold_for_the_tables() {
+        assert!(tables::COMPOSE
+            .iter()
+            .all(|&(_, second, _)| second >= 0x300));
+        assert!(tables::CCC.iter().all(|&(start, _, _)| start >= 0x300));
+        assert!(tables::DECOMP.iter().all(|&(c, _)| c >= 0xa0));
+        assert!(tables::PROHIBITED.iter().all(|&(start, _)| start >= 0x80));
+        assert!(tables::D1.iter().all(|&(start, _)| start >= 0x590));
+        assert!(tables::B1.iter().all(|&c| c >= 0x80));
+        for c in 0..0x80u32 {
+            let folded =
+                lookup_str(tables::B2, c).map_or(c, |m| m.chars().next().map_or(c, u32::from));
+            assert_eq!(
+                folded,
+                u32::from(u8::try_from(c).unwrap().to_ascii_lowercase())
+            );
+        }
+    }
+
+    #[test]
+    fn quick_characters_need_no_nameprep() {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        let quick: Vec<u32> = (0x80..0x11_0000).filter(|&c| is_quick(c)).collect();
+        assert!(quick.len() > 200_000);
+        for &c in &quick {
+            nameprep_full(&[c], &mut out, &mut scratch).unwrap();
+            assert_eq!(out, [c], "U+{c:04X}");
+        }
+        // Pairs and triples, including ASCII in either case and Hangul syllables.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut pick = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..200_000 {
+            let label: Vec<u32> = (0..3)
+                .map(|_| match pick(4) {
+                    0 => 0x41 + pick(58) as u32,
+                    1 => 0xAC00 + pick(11172) as u32,
+                    _ => quick[pick(quick.len())],
+                })
+                .collect();
+            nameprep_full(&label, &mut out, &mut scratch).unwrap();
+            let (mut fast, mut unused) = (Vec::new(), Vec::new());
+            nameprep(&label, &mut fast, &mut unused).unwrap();
+            assert_eq!(out, fast, "{label:x?}");
+        }
     }
 
     #[test]

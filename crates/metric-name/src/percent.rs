@@ -20,6 +20,17 @@ pub(crate) static KEEP: [bool; 256] = {
     t
 };
 
+/// [`KEEP`] as arithmetic, for loops the compiler can vectorize.
+#[inline]
+pub(crate) fn is_kept(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'_')
+        | (b == b'-')
+        | (b == b'~')
+        | (b == b'/')
+}
+
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Appends `quote(s.encode()).replace('.', '%2E')`.
@@ -146,6 +157,13 @@ mod tests {
         let mut out = String::new();
         quote_into(s, &mut out);
         out
+    }
+
+    #[test]
+    fn arithmetic_and_table_agree() {
+        for b in 0..=255u8 {
+            assert_eq!(is_kept(b), KEEP[usize::from(b)], "{b:#x}");
+        }
     }
 
     #[test]
