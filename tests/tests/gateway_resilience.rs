@@ -849,6 +849,128 @@ max_in_flight = 4
     );
 }
 
+/// What a real InfluxDB 1.x refuses is counted and not retried: a field type conflict (400
+/// partial write: the other points of the batch are written), a database that does not exist
+/// (404), and wrong credentials (401). Right credentials can come from the environment.
+#[test]
+fn influxdb_v1_refusals_are_counted_and_not_retried() {
+    let influx = InfluxDb::builder().admin("admin", "s3cret").start();
+    influx.create_database("graphite");
+    // An integer field first: a float for the same field later is a type conflict.
+    influx.write("graphite", "e2e.conflict value=1i 1700000000000000000");
+    let (http, plaintext) = (loopback(free_port()), loopback(free_port()));
+    let output = |name: &str, database: &str, password: &str| {
+        format!(
+            r#"
+[[outputs.influxdb]]
+name = "{name}"
+url = "{url}"
+database = "{database}"
+username = "admin"
+password = "{password}"
+flush_interval = "100ms"
+max_in_flight = 1
+{FAST_RETRY}
+"#,
+            url = influx.url()
+        )
+    };
+    let config = format!(
+        "[listeners.plaintext]\ntcp = \"{plaintext}\"\n[listeners.http]\naddress = \"{http}\"\n{}{}{}",
+        // The password of `good` comes from FLUXGATE_GOOD_PASSWORD.
+        output("good", "graphite", ""),
+        output("missing", "nonexistent", "s3cret"),
+        output("wrongpass", "graphite", "wrong"),
+    );
+    let gateway = Gateway::builder(&config)
+        .http_addr(http)
+        .env("FLUXGATE_GOOD_PASSWORD", "s3cret")
+        .start();
+
+    // One batch: a point that conflicts and one that does not.
+    send_lines(
+        plaintext,
+        [
+            format!("e2e.conflict 2.5 {}", BASE + 1),
+            format!("e2e.ok 1 {BASE}"),
+        ],
+    );
+    let dropped = |output: &'static str, reason: &'static str| {
+        metric(
+            &gateway,
+            "fluxgate_dropped_total",
+            &[("output", output), ("reason", reason)],
+        )
+    };
+    eventually(WAIT, || {
+        let counts = (
+            dropped("good", "partial_write"),
+            dropped("missing", "not_found"),
+            dropped("wrongpass", "unauthorized"),
+        );
+        if counts == (1.0, 2.0, 2.0) {
+            Ok(())
+        } else {
+            Err(format!(
+                "dropped (partial_write, not_found, unauthorized) = {counts:?}\n{}",
+                gateway.metrics()
+            ))
+        }
+    });
+    // The good half of the partial write is stored, once.
+    assert_eq!(
+        wait_exact_points(&influx, "graphite", 2),
+        vec![
+            point(
+                "e2e.conflict",
+                &[],
+                1_700_000_000_000_000_000,
+                &[("value", json!(1))]
+            ),
+            graphite_point("e2e.ok", BASE, 1.0),
+        ]
+    );
+    assert_eq!(
+        metric(
+            &gateway,
+            "fluxgate_sent_points_total",
+            &[("output", "good")]
+        ),
+        1.0
+    );
+    for output in ["good", "missing", "wrongpass"] {
+        assert_eq!(
+            metric(&gateway, "fluxgate_retries_total", &[("output", output)]),
+            0.0,
+            "{output} retried a refused write\n{}",
+            gateway.metrics()
+        );
+        wait_metric(
+            &gateway,
+            "fluxgate_queue_points",
+            &[("output", output)],
+            0.0,
+        );
+    }
+    for (output, reason) in [
+        ("good", "http_400"),
+        ("missing", "http_404"),
+        ("wrongpass", "http_401"),
+    ] {
+        assert_eq!(
+            metric(
+                &gateway,
+                "fluxgate_send_errors_total",
+                &[("output", output), ("reason", reason)]
+            ),
+            1.0,
+            "{output}"
+        );
+    }
+    // The gateway does not create databases: `nonexistent` still does not exist.
+    assert!(!influx.databases().contains(&"nonexistent".to_owned()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. connection and frame limits, hostile pickles
 
@@ -2369,7 +2491,12 @@ flush_interval = "30s"
         ),
         http,
     );
-    send_lines(plaintext, (0..50).map(|i| stream_line("e2e.term", i)));
+    // The sender keeps its connection open, as collectd and carbon-relay do.
+    let mut sender = connect(plaintext);
+    let lines: String = (0..50)
+        .map(|i| format!("{}\n", stream_line("e2e.term", i)))
+        .collect();
+    sender.write_all(lines.as_bytes()).expect("send");
     let response = post(
         &format!("{}/write?db=httpdb", gateway.url()),
         &[],
@@ -2394,6 +2521,8 @@ flush_interval = "30s"
 
     gateway.sigterm();
     let status = gateway.wait_exit(Duration::from_secs(20));
+    // The gateway closed the sender's connection on its way out.
+    assert_closed_by_gateway(&mut sender, "an open connection at SIGTERM");
     assert_eq!(
         status.code(),
         Some(0),
@@ -2465,6 +2594,66 @@ flush_interval = "100ms"
         .find(|line| line.contains("shutdown deadline passed"))
         .unwrap_or_else(|| panic!("the log does not report the undelivered points:\n{log}"));
     assert!(line.contains("points=10"), "{line}");
+}
+
+/// Changed templates apply to an open connection from its next read on, without a restart.
+#[test]
+fn sighup_applies_new_templates_to_open_connections() {
+    let influx = InfluxDb::start();
+    influx.create_database("graphite");
+    let (http, plaintext) = (loopback(free_port()), loopback(free_port()));
+    let config = |graphite: &str| {
+        format!(
+            r#"
+[listeners.plaintext]
+tcp = "{plaintext}"
+[listeners.http]
+address = "{http}"
+{graphite}
+[[outputs.influxdb]]
+name = "influx"
+url = "{url}"
+database = "graphite"
+flush_interval = "100ms"
+{FAST_RETRY}
+"#,
+            url = influx.url()
+        )
+    };
+    let mut gateway = Gateway::start(&config(""), http);
+    let mut sender = connect(plaintext);
+    sender
+        .write_all(format!("servers.web01.cpu 1 {BASE}\n").as_bytes())
+        .expect("send");
+    wait_exact_points(&influx, "graphite", 1);
+
+    gateway.write_config(&config(
+        "[graphite]\ntemplates = [\"servers.* .host.measurement*\"]\ntags = [\"env=prod\"]",
+    ));
+    gateway.sighup();
+    eventually(WAIT, || {
+        if gateway.log().contains("configuration reloaded") {
+            Ok(())
+        } else {
+            Err(format!("no reload in the log:\n{}", gateway.log_tail(20)))
+        }
+    });
+    sender
+        .write_all(format!("servers.web01.cpu 2 {}\n", BASE + 1).as_bytes())
+        .expect("the connection survives a reload that did not touch its listener");
+    finish(sender);
+    assert_eq!(
+        wait_exact_points(&influx, "graphite", 2),
+        vec![
+            point(
+                "cpu",
+                &[("env", "prod"), ("host", "web01")],
+                (BASE + 1) * 1_000_000_000,
+                &[("value", json!(2))]
+            ),
+            graphite_point("servers.web01.cpu", BASE, 1.0),
+        ]
+    );
 }
 
 fn reload_config(
