@@ -40,7 +40,8 @@ pub struct Point<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeOptions {
     /// Values plus open MARKs on the stack. Python's pickler never needs more than about
-    /// 1000 (it batches APPENDS by 1000); Go's og-rek appends a whole list in one batch.
+    /// 1000 (it batches APPENDS by 1000); hand-rolled encoders may append a whole list
+    /// in one batch.
     pub max_stack: usize,
     /// Highest memo index plus one. Python's pickler memoizes about three entries per
     /// point; carbon-relay's 500-point frames need about 1500.
@@ -572,11 +573,14 @@ impl Decoder {
                     self.extend_list(id, self.stack.len() - 1);
                 }
                 op::APPENDS => {
+                    // As CPython: an empty batch is not checked against its target.
                     let start = self.pop_mark(&ctx)?;
+                    let empty = start == self.stack.len();
                     match self.below_mark(start) {
+                        None => return Err(ctx.invalid("stack underflow")),
+                        _ if empty => {}
                         Some(Val::List(id)) => self.extend_list(id, start),
                         Some(_) => return Err(ctx.invalid("target is not a list")),
-                        None => return Err(ctx.invalid("stack underflow")),
                     }
                 }
                 op::EMPTY_DICT => self.push(&ctx, Val::Dict)?,
@@ -599,21 +603,25 @@ impl Decoder {
                 }
                 op::SETITEMS => {
                     let start = self.pop_mark(&ctx)?;
+                    let n = self.stack.len() - start;
                     match self.below_mark(start) {
-                        Some(Val::Dict) if (self.stack.len() - start) % 2 == 0 => {}
-                        Some(Val::Dict) => return Err(ctx.invalid("odd number of items")),
-                        Some(_) => return Err(ctx.invalid("target is not a dict")),
                         None => return Err(ctx.invalid("stack underflow")),
+                        _ if n == 0 => {}
+                        _ if n % 2 != 0 => return Err(ctx.invalid("odd number of items")),
+                        Some(Val::Dict) => {}
+                        Some(_) => return Err(ctx.invalid("target is not a dict")),
                     }
                     self.stack.truncate(start);
                 }
                 op::EMPTY_SET => self.push(&ctx, Val::Set)?,
                 op::ADDITEMS => {
                     let start = self.pop_mark(&ctx)?;
+                    let empty = start == self.stack.len();
                     match self.below_mark(start) {
+                        None => return Err(ctx.invalid("stack underflow")),
+                        _ if empty => {}
                         Some(Val::Set) => {}
                         Some(_) => return Err(ctx.invalid("target is not a set")),
-                        None => return Err(ctx.invalid("stack underflow")),
                     }
                     self.stack.truncate(start);
                 }

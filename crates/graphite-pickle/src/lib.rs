@@ -5,9 +5,16 @@
 //! `[(path, (timestamp, value)), ...]`. Senders write it every way Python can:
 //! carbon-relay and aiographite protocol 2, statsd a hand-written protocol 0 (value as a
 //! quoted string, timestamp as a `L`-suffixed long), Python 3 protocol 4/5 by default,
-//! Go's og-rek its own mix. All of protocols 0 to 5 decode here, lists or tuples, str or
-//! bytes paths, and anything carbon's `float()` takes as a number (ints, longs of any
-//! size, floats, numeric strings, bools).
+//! other languages' encoders their own subsets. All of protocols 0 to 5 decode here,
+//! lists or tuples, str or bytes paths, and anything carbon's `float()` takes as a number
+//! (ints, longs of any size, floats, numeric strings, bools).
+//!
+//! Where this crate knowingly departs from carbon: an item must be a tuple or list
+//! (carbon unpacks any 2-element iterable, a 2-character string included); a bytes path
+//! is read as UTF-8 (carbon under Python 3 fails on it); text that is not UTF-8 skips
+//! its item rather than the frame; numeric strings must use ASCII digits and
+//! whitespace. Timestamps and values come out exactly as sent: dropping NaN and
+//! reading `-1` as "now" are the caller's policy.
 //!
 //! - [`FrameSplitter`]: complete frames out of a caller's buffer, as borrowed slices; an
 //!   over-limit length is an error from the 4 header bytes alone.
