@@ -10,7 +10,7 @@
 //! carbon-relay's `%d`.
 
 use crate::error::{Error, Excerpt};
-use crate::line::is_separator;
+use crate::line::{is_separator, may_hold_separator};
 
 /// Integral values up to this magnitude print through the integer formatter (all of them are
 /// exact in an f64, and `i64` holds them).
@@ -92,12 +92,20 @@ pub fn encode_value(value: f64, out: &mut Vec<u8>) {
 
 #[inline]
 fn check_path(path: &str) -> Result<(), Error> {
-    // Vectorizable first pass; the exact whitespace test runs only when a control byte or a
+    // Eight bytes at a time; the exact whitespace test runs only when a control byte or a
     // space is present at all.
-    if !path.is_empty() && path.bytes().all(|b| b > b' ') {
-        return Ok(());
+    let bytes = path.as_bytes();
+    let mut words = bytes.chunks_exact(8);
+    let mut suspicious = bytes.is_empty();
+    for word in words.by_ref() {
+        suspicious |= may_hold_separator(u64::from_le_bytes(word.try_into().expect("8 bytes")));
     }
-    check_path_slow(path)
+    suspicious |= words.remainder().iter().any(|&b| b <= b' ');
+    if suspicious {
+        check_path_slow(path)
+    } else {
+        Ok(())
+    }
 }
 
 #[cold]
@@ -117,11 +125,15 @@ fn check_path_slow(path: &str) -> Result<(), Error> {
 
 #[inline]
 pub(crate) fn write_value<S: Sink>(value: f64, out: &mut S) {
-    if value.trunc() == value && value.abs() <= MAX_EXACT_INTEGER {
+    // A saturating cast instead of `trunc()`, which is a libm call on baseline x86-64.
+    let integer = value as i64;
+    if integer as f64 == value && value.abs() <= MAX_EXACT_INTEGER {
         // Integral and exact: `-0.0` prints as `0`.
-        out.put(itoa::Buffer::new().format(value as i64).as_bytes());
+        out.put(itoa::Buffer::new().format(integer).as_bytes());
     } else if value.is_finite() {
-        write_fraction(value, out);
+        if !write_short_decimal(value, out) {
+            write_fraction(value, out);
+        }
     } else if value.is_nan() {
         out.put(b"nan");
     } else if value > 0.0 {
@@ -129,6 +141,47 @@ pub(crate) fn write_value<S: Sink>(value: f64, out: &mut S) {
     } else {
         out.put(b"-inf");
     }
+}
+
+/// Values with at most 4 decimals (`12.5`, `0.25`, `99.99`: most gauges and timers) without
+/// the general shortest-digits search.
+///
+/// `n = round(|v| × 10^4)` is the only 4-decimal spelling that can read back as `|v|` (below
+/// 1e11 the scaled value stays under 2^52, far from rounding trouble), and `n / 10^4` is
+/// exactly the correctly rounded parse of that spelling. If it reads back, the shortest
+/// spelling is `n` with its trailing zeros dropped: a spelling with fewer decimals is the same
+/// rational number. Returns false (writing nothing) otherwise.
+#[inline]
+fn write_short_decimal<S: Sink>(value: f64, out: &mut S) -> bool {
+    // Finite: the caller checked.
+    let magnitude = value.abs();
+    if magnitude >= 1e11 {
+        return false;
+    }
+    // `+ 0.5` is exact at this size and the cast truncates: round half up.
+    let n = (magnitude * 1e4 + 0.5) as u64;
+    if n as f64 / 1e4 != magnitude {
+        return false;
+    }
+    let (int, mut frac) = (n / 10_000, n % 10_000);
+    let mut decimals = 4;
+    while frac % 10 == 0 && decimals > 0 {
+        frac /= 10;
+        decimals -= 1;
+    }
+    if value < 0.0 {
+        out.put(b"-");
+    }
+    out.put(itoa::Buffer::new().format(int).as_bytes());
+    if decimals > 0 {
+        let mut text = [b'.', b'0', b'0', b'0', b'0'];
+        for slot in text[1..=decimals].iter_mut().rev() {
+            *slot = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        out.put(&text[..=decimals]);
+    }
+    true
 }
 
 /// Shortest round-trip digits from ryu, laid out positionally.
@@ -242,6 +295,40 @@ mod tests {
         assert_eq!(v(1e300), format!("1{}", "0".repeat(300)));
         assert_eq!(v(5e-324), format!("0.{}5", "0".repeat(323)));
         assert_eq!(v(f64::MAX).len(), 309);
+    }
+
+    fn via_ryu(value: f64) -> String {
+        let mut out = Vec::new();
+        write_fraction(value, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn short_decimals_match_the_shortest_digits() {
+        // Every value with up to 4 decimals in a range, and their neighbours, must print
+        // exactly as the general (ryu) path does, or be left to it.
+        let mut checked = 0;
+        for n in (1u64..300_000).chain((1u64..5000).map(|i| i * 99_999_999)) {
+            for k in 1..=4 {
+                let exact = n as f64 / 10f64.powi(k);
+                for value in [
+                    exact,
+                    -exact,
+                    f64::from_bits(exact.to_bits() + 1),
+                    f64::from_bits(exact.to_bits() - 1),
+                ] {
+                    if value == value.trunc() {
+                        continue;
+                    }
+                    let mut out = Vec::new();
+                    if write_short_decimal(value, &mut out) {
+                        assert_eq!(String::from_utf8(out).unwrap(), via_ryu(value), "{value:e}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000_000, "{checked}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One plaintext line: `path value [timestamp]`.
 
 use crate::error::{Error, Excerpt, Position};
-use crate::number::parse_float;
+use crate::number::{fast_decimal_prefix, parse_float};
 
 /// One parsed line, borrowing its path from the input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,7 +70,18 @@ pub(crate) fn is_separator(b: u8) -> bool {
     b <= b' ' && WHITESPACE[b as usize]
 }
 
-/// Finds the next field at or after `*pos`, advancing `*pos` past it.
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of the 8 bytes is `<= b' '`, i.e. possibly a separator (the classic
+/// "has byte less than n" test; it may flag a later byte spuriously, never miss one).
+#[inline(always)]
+pub(crate) fn may_hold_separator(word: u64) -> bool {
+    word.wrapping_sub(LO * 0x21) & !word & HI != 0
+}
+
+/// Finds the next field at or after `*pos`, advancing `*pos` past it. Paths make up most of
+/// a line, so the end of a field is searched 8 bytes at a time before the exact test.
 #[inline(always)]
 fn next_field(line: &[u8], pos: &mut usize) -> Option<(usize, usize)> {
     let mut i = *pos;
@@ -82,6 +93,13 @@ fn next_field(line: &[u8], pos: &mut usize) -> Option<(usize, usize)> {
         return None;
     }
     let start = i;
+    while let Some(chunk) = line.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        if may_hold_separator(word) {
+            break;
+        }
+        i += 8;
+    }
     while i < line.len() && !is_separator(line[i]) {
         i += 1;
     }
@@ -106,7 +124,72 @@ fn next_field(line: &[u8], pos: &mut usize) -> Option<(usize, usize)> {
 ///     "invalid value \"one\" at column 5"
 /// );
 /// ```
+#[inline]
 pub fn parse_line(line: &[u8]) -> Result<Sample<'_>, Error> {
+    match parse_common(line) {
+        Some(sample) => Ok(sample),
+        None => parse_checked(line),
+    }
+}
+
+/// The common case in one pass: a valid line whose numbers are plain decimals, parsed while
+/// they are scanned. Anything else (other spellings, errors) returns `None` for
+/// [`parse_checked`], which reports problems in a fixed order.
+#[inline(always)]
+fn parse_common(line: &[u8]) -> Option<Sample<'_>> {
+    let mut pos = 0;
+    let (start, end) = next_field(line, &mut pos)?;
+    let path = std::str::from_utf8(&line[start..end]).ok()?;
+    let value = number_field(line, &mut pos)?;
+    skip_separators(line, &mut pos);
+    if pos == line.len() {
+        return Some(Sample {
+            path,
+            value,
+            timestamp: Timestamp::Now,
+        });
+    }
+    let t = number_field(line, &mut pos)?;
+    skip_separators(line, &mut pos);
+    if pos != line.len() {
+        return None;
+    }
+    // carbon: `if int(datapoint[0]) == -1: now`, and int() truncates toward zero.
+    let timestamp = if t > -2.0 && t <= -1.0 {
+        Timestamp::Now
+    } else {
+        Timestamp::Seconds(t)
+    };
+    Some(Sample {
+        path,
+        value,
+        timestamp,
+    })
+}
+
+#[inline(always)]
+fn skip_separators(line: &[u8], pos: &mut usize) {
+    while *pos < line.len() && is_separator(line[*pos]) {
+        *pos += 1;
+    }
+}
+
+/// A plain decimal field at `*pos` (after separators), which must end at a separator or the end.
+#[inline(always)]
+fn number_field(line: &[u8], pos: &mut usize) -> Option<f64> {
+    skip_separators(line, pos);
+    let (value, len) = fast_decimal_prefix(&line[*pos..])?;
+    *pos += len;
+    match line.get(*pos) {
+        None => Some(value),
+        Some(&b) if is_separator(b) => Some(value),
+        Some(_) => None,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn parse_checked(line: &[u8]) -> Result<Sample<'_>, Error> {
     let mut pos = 0;
     let Some(path) = next_field(line, &mut pos) else {
         return Err(Error::EmptyLine {
@@ -211,6 +294,36 @@ mod tests {
     fn separators_match_python_ascii_whitespace() {
         let ws: Vec<u8> = (0u8..=127).filter(|&b| is_separator(b)).collect();
         assert_eq!(ws, b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ");
+    }
+
+    #[test]
+    fn word_test_flags_every_low_byte() {
+        for b in 0u8..=255 {
+            for lane in 0..8 {
+                let mut bytes = [b'x'; 8];
+                bytes[lane] = b;
+                assert_eq!(
+                    may_hold_separator(u64::from_le_bytes(bytes)),
+                    b <= b' ',
+                    "{b} in lane {lane}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fields_of_every_length() {
+        for len in 1..40 {
+            let path = "p".repeat(len);
+            for sep in ["\t", " ", "\x1c", " \r\t "] {
+                let line = format!("{path}{sep}1{sep}2{sep}");
+                let s = parse_line(line.as_bytes()).unwrap();
+                assert_eq!((s.path, s.value), (path.as_str(), 1.0));
+            }
+        }
+        // A control byte that is no separator stays in the field, wherever it falls.
+        let s = parse_line(b"abcdefg\x01hijklmnop\x02q 1 2").unwrap();
+        assert_eq!(s.path, "abcdefg\x01hijklmnop\x02q");
     }
 
     #[test]

@@ -40,17 +40,28 @@ pub fn parse_float(token: &[u8]) -> Option<f64> {
 /// fraction digits; anything else returns `None` and goes to the general path.
 #[inline]
 fn fast_decimal(token: &[u8]) -> Option<f64> {
-    let (negative, digits) = match token.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        Some((b'+', rest)) => (false, rest),
-        _ => (false, token),
-    };
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
+    match fast_decimal_prefix(token) {
+        Some((value, len)) if len == token.len() => Some(value),
+        _ => None,
     }
+}
+
+/// The fast path over the longest `[+-]?digits[.digits]` prefix of `bytes`: the value and the
+/// prefix length, or `None` when the prefix is empty or too long for the exact computation.
+/// The caller decides whether what follows ends the number (the line parser accepts a
+/// separator, and falls back to the general path for anything else).
+#[inline(always)]
+pub(crate) fn fast_decimal_prefix(bytes: &[u8]) -> Option<(f64, usize)> {
+    let (negative, sign_len) = match bytes.first() {
+        Some(b'-') => (true, 1),
+        Some(b'+') => (false, 1),
+        _ => (false, 0),
+    };
+    let digits = &bytes[sign_len..];
     let mut mantissa: u64 = 0;
     let mut i = 0;
-    while i < digits.len() {
+    // 18 digits cannot overflow a u64; more send the token to the general path.
+    while i < digits.len() && i <= 18 {
         let d = digits[i].wrapping_sub(b'0');
         if d > 9 {
             break;
@@ -60,27 +71,24 @@ fn fast_decimal(token: &[u8]) -> Option<f64> {
     }
     let int_digits = i;
     let mut frac_digits = 0;
-    if i < digits.len() {
-        if digits[i] != b'.' {
-            return None;
-        }
+    if digits.get(i) == Some(&b'.') {
         i += 1;
-        while i < digits.len() {
+        while i < digits.len() && int_digits + frac_digits <= 18 {
             let d = digits[i].wrapping_sub(b'0');
             if d > 9 {
-                return None;
+                break;
             }
             mantissa = mantissa * 10 + u64::from(d);
             i += 1;
             frac_digits += 1;
         }
     }
-    // 18 digits cannot overflow a u64; a lone "." has no digits at all.
+    // A lone "." has no digits at all.
     if int_digits + frac_digits == 0 || int_digits + frac_digits > 18 || mantissa > MAX_EXACT {
         return None;
     }
     let magnitude = mantissa as f64 / POW10[frac_digits];
-    Some(if negative { -magnitude } else { magnitude })
+    Some((if negative { -magnitude } else { magnitude }, sign_len + i))
 }
 
 /// Validates the full grammar, then converts with `str::parse::<f64>` (after dropping

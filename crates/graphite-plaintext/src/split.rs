@@ -133,7 +133,7 @@ impl LineSplitter {
                 let end = strip_cr(rest, newline);
                 let consumed = offset + newline + 1;
                 if end > self.max_line_bytes {
-                    return (Split::TooLong(self.too_long(rest)), consumed);
+                    return (Split::TooLong(self.too_long(&rest[..end])), consumed);
                 }
                 let line = Split::Line {
                     start: offset,
@@ -150,7 +150,7 @@ impl LineSplitter {
                 self.line += 1;
                 let end = strip_cr(rest, rest.len());
                 if end > self.max_line_bytes {
-                    return (Split::TooLong(self.too_long(rest)), input.len());
+                    return (Split::TooLong(self.too_long(&rest[..end])), input.len());
                 }
                 let line = Split::Line {
                     start: offset,
