@@ -28,6 +28,17 @@ pub enum Timestamp {
 }
 
 impl Timestamp {
+    /// A finite time as sent, carbon's "now" marker recognized: carbon tests
+    /// `int(timestamp) == -1`, and `int()` truncates toward zero.
+    #[inline]
+    fn from_seconds(t: f64) -> Self {
+        if t > -2.0 && t <= -1.0 {
+            Timestamp::Now
+        } else {
+            Timestamp::Seconds(t)
+        }
+    }
+
     /// Seconds since the epoch, `now` standing in for [`Timestamp::Now`].
     pub fn or_now(self, now: f64) -> f64 {
         match self {
@@ -154,16 +165,10 @@ fn parse_common(line: &[u8]) -> Option<Sample<'_>> {
     if pos != line.len() {
         return None;
     }
-    // carbon: `if int(datapoint[0]) == -1: now`, and int() truncates toward zero.
-    let timestamp = if t > -2.0 && t <= -1.0 {
-        Timestamp::Now
-    } else {
-        Timestamp::Seconds(t)
-    };
     Some(Sample {
         path,
         value,
-        timestamp,
+        timestamp: Timestamp::from_seconds(t),
     })
 }
 
@@ -249,11 +254,7 @@ fn parse_timestamp(field: &[u8], start: usize) -> Result<Timestamp, Error> {
             pos: Position::column(start),
         });
     }
-    // carbon: `if int(datapoint[0]) == -1: now`, and int() truncates toward zero.
-    if t > -2.0 && t <= -1.0 {
-        return Ok(Timestamp::Now);
-    }
-    Ok(Timestamp::Seconds(t))
+    Ok(Timestamp::from_seconds(t))
 }
 
 #[cold]

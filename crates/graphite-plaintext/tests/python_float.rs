@@ -80,3 +80,23 @@ fn values_and_timestamps_in_lines_match_python() {
         }
     }
 }
+
+/// The committed vectors are what the committed script prints with this machine's Python.
+#[test]
+fn vector_file_is_what_the_script_generates() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let output = std::process::Command::new("python3")
+        .arg("gen_float_vectors.py")
+        .current_dir(dir)
+        .output()
+        .expect("python3 must be on PATH to check tests/data/float_vectors.tsv (install python3)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stdout == VECTORS.as_bytes(),
+        "tests/data/float_vectors.tsv is stale: run `python3 gen_float_vectors.py > float_vectors.tsv` in {dir}"
+    );
+}
