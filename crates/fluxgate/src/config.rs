@@ -199,6 +199,70 @@ impl Default for GraphiteConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Outputs {
     pub influxdb: Vec<InfluxOutputConfig>,
+    pub graphite: Vec<GraphiteOutputConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphiteProtocol {
+    /// `path value timestamp\n` (carbon's line receiver, port 2003).
+    Plaintext,
+    /// Length-prefixed pickle protocol 2, at most 500 points and 1 MiB per frame (port 2004).
+    Pickle,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphiteOutputConfig {
+    pub name: String,
+    pub protocol: GraphiteProtocol,
+    /// How metrics are spread over `destinations` (carbon / carbon-c-relay compatible).
+    pub cluster: crate::cluster::ClusterKind,
+    /// Copies of each metric on distinct destinations (hashing clusters).
+    pub replication: usize,
+    /// carbon's DIVERSE_REPLICAS: replicas go to distinct hosts, not just instances.
+    pub diverse_replicas: bool,
+    /// `host:port[:instance]`; the instance takes part in carbon_ch hashing.
+    pub destinations: Vec<String>,
+    /// Points per write (a pickle frame holds at most 500 of them).
+    pub batch_size: usize,
+    /// Points accepted for ONE destination and not yet written to it.
+    pub queue_points: usize,
+    pub overflow: Overflow,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// First reconnect delay; doubles per attempt up to `retry_max`, with ±50% jitter.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// After a connection breaks, this many of the last points written on it are written
+    /// again (carbon has no acknowledgements; it keeps one value per timestamp, so a repeat
+    /// is harmless). 0 turns it off.
+    pub replay_points: usize,
+}
+
+impl Default for GraphiteOutputConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            protocol: GraphiteProtocol::Pickle,
+            cluster: crate::cluster::ClusterKind::CarbonCh,
+            replication: 1,
+            diverse_replicas: true,
+            destinations: Vec::new(),
+            batch_size: 500,
+            queue_points: 1_000_000,
+            overflow: Overflow::Block,
+            connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+            replay_points: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

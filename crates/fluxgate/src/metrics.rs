@@ -34,6 +34,8 @@ pub struct Metrics {
     pub batch_duration: HistogramVec,
     /// Open connections per listener.
     pub connections: IntGaugeVec,
+    /// 1 while a Graphite output holds a connection to a destination.
+    pub destination_up: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,11 @@ impl Metrics {
             "Open connections per listener.",
             &["listener"],
         );
+        let destination_up = gauge(
+            "fluxgate_destination_up",
+            "1 while a Graphite output is connected to the destination, else 0.",
+            &["output", "destination"],
+        );
         let batch_duration = HistogramVec::new(
             HistogramOpts::new(
                 "fluxgate_batch_duration_seconds",
@@ -124,6 +131,7 @@ impl Metrics {
             queue_points,
             batch_duration,
             connections,
+            destination_up,
         }
     }
 

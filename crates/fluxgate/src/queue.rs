@@ -48,8 +48,9 @@ struct State<T> {
 }
 
 impl<T: Weighted> PointQueue<T> {
+    /// `gauge` is moved by deltas, so several queues (one per destination of an output) can
+    /// share one series and it reads their sum.
     pub fn new(capacity: usize, gauge: IntGauge) -> Self {
-        gauge.set(0);
         Self {
             state: Mutex::new(State {
                 entries: VecDeque::new(),
@@ -99,9 +100,9 @@ impl<T: Weighted> PointQueue<T> {
                             dropped += p;
                             st.outstanding -= p;
                         }
+                        self.gauge.sub(dropped as i64);
                         if st.outstanding + n > self.capacity && st.outstanding != 0 {
                             // What is left is in flight: it cannot be dropped, so this entry is.
-                            self.gauge.set(st.outstanding as i64);
                             return Push::DroppedNewest(n + dropped);
                         }
                         self.accept(&mut st, entry.take().expect("entry present"), n);
@@ -116,7 +117,7 @@ impl<T: Weighted> PointQueue<T> {
     fn accept(&self, st: &mut State<T>, entry: T, n: usize) {
         st.outstanding += n;
         st.entries.push_back(entry);
-        self.gauge.set(st.outstanding as i64);
+        self.gauge.add(n as i64);
         self.readable.notify_one();
     }
 
@@ -144,8 +145,9 @@ impl<T: Weighted> PointQueue<T> {
     /// Gives back capacity for points that were delivered or dropped downstream.
     pub fn release(&self, n: usize) {
         let mut st = self.lock();
-        st.outstanding = st.outstanding.saturating_sub(n);
-        self.gauge.set(st.outstanding as i64);
+        let n = n.min(st.outstanding);
+        st.outstanding -= n;
+        self.gauge.sub(n as i64);
         drop(st);
         self.writable.notify_waiters();
     }

@@ -58,6 +58,7 @@ pub use parse::{
     ParsedLine, TagSet, MAX_KEY_LENGTH, MAX_STRING_BYTES_V2,
 };
 pub use precision::Precision;
+pub use split::{split_lines, SplitLines};
 pub use write::{write_line, FieldWriter, LineBuffer, LineWriter, TagWriter, WriteOptions};
 
 #[cfg(feature = "codec")]

@@ -355,9 +355,10 @@ fn take(dest: &Destination, buf: &mut LaneBuf) -> Request {
     }
 }
 
-/// Non-empty lines of a chunk, without their `\n`.
+/// The points of a chunk, without their `\n`. Split as InfluxDB splits: a string value may
+/// hold a newline, and cutting there would tear the point in two.
 fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
-    body.split(|&b| b == b'\n').filter(|l| !l.is_empty())
+    line_protocol::split_lines(body).filter(|l| !l.is_empty())
 }
 
 /// Lane of a line-protocol line: a hash of its series key (everything before the first
@@ -607,13 +608,15 @@ impl Ctx {
     }
 }
 
-/// Splits a request in two halves on a line boundary (for a 413).
+/// Splits a request in two halves on a point boundary (for a 413).
 fn split(req: Request) -> (Request, Request) {
     let half = req.points / 2;
     let mut at = 0;
-    for _ in 0..half {
-        at += memchr::memchr(b'\n', &req.body[at..]).map_or(req.body.len() - at, |i| i + 1);
+    for line in lines(&req.body).take(half) {
+        // Offset just past this point's `\n`.
+        at = line.as_ptr() as usize - req.body.as_ptr() as usize + line.len() + 1;
     }
+    let at = at.min(req.body.len());
     let second = req.body[at..].to_vec();
     let mut first = req.body;
     first.truncate(at);
@@ -660,18 +663,23 @@ async fn upstream_message(resp: reqwest::Response) -> String {
     }
 }
 
-/// InfluxDB 1.x's `partial write: ... dropped=N`: the other points were written.
+/// How many points InfluxDB 1.x's `partial write: ... dropped=N` lost; the others were
+/// written. 1.x counts only what its storage refused in `dropped=`: lines it could not parse
+/// are listed as `unable to parse '...'` and reported as `dropped=0`, so those are counted
+/// from the message.
 fn partial_write_dropped(message: &str) -> Option<usize> {
     if !message.starts_with("partial write") {
         return None;
     }
     let at = message.rfind("dropped=")?;
-    message[at + 8..]
+    let stored: usize = message[at + 8..]
         .trim()
         .split(|c: char| !c.is_ascii_digit())
         .next()?
         .parse()
-        .ok()
+        .ok()?;
+    let unparsable = message.matches("unable to parse '").count();
+    Some(stored + unparsable)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
