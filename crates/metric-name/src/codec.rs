@@ -4,6 +4,7 @@
 //! - punycode: the same with the `punycode` codec (aiographite 0.2.0 on PyPI).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use crate::error::{Context, Direction, Error};
 use crate::nameprep::{self, NameprepError};
@@ -16,12 +17,50 @@ fn is_dot(c: char) -> bool {
     matches!(c, '.' | '\u{3002}' | '\u{FF0E}' | '\u{FF61}')
 }
 
-/// Working buffers for the non-ASCII path, so one name allocates them once.
+/// Buffers for ToASCII: nameprep's output and working space, and the ASCII result.
 #[derive(Default)]
 struct Work {
     prepped: Vec<u32>,
     scratch: Vec<u32>,
     ascii: String,
+}
+
+/// Per-thread buffers for the non-ASCII path: a label's code points and [`Work`].
+#[derive(Default)]
+struct Buffers {
+    label: Vec<u32>,
+    work: Work,
+}
+
+impl Buffers {
+    /// Keeps a thread from holding on to the buffers of one huge name forever.
+    fn trim(&mut self) {
+        const KEEP: usize = 1024;
+        if self.label.capacity() > KEEP
+            || self.work.prepped.capacity() > KEEP
+            || self.work.scratch.capacity() > KEEP
+        {
+            *self = Buffers::default();
+        }
+    }
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Runs `f` with this thread's buffers, so encoding a unicode name allocates nothing but
+/// its output.
+fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let r = f(&mut buffers);
+            buffers.trim();
+            r
+        }
+        // Only reachable if `f` re-entered, which it does not; stay correct regardless.
+        Err(_) => f(&mut Buffers::default()),
+    })
 }
 
 /// Why one label failed, before the caller knows where the label is.
@@ -145,21 +184,6 @@ fn to_unicode(label: &str, out: &mut String, work: &mut Work) -> Result<(), Labe
     Ok(())
 }
 
-/// Splits like Python's `dots.split(s)`: every separator starts a new label, and the
-/// labels come with their byte offsets.
-fn split_labels(s: &str) -> Vec<(usize, &str)> {
-    let mut labels = Vec::new();
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        if is_dot(c) {
-            labels.push((start, &s[start..i]));
-            start = i + c.len_utf8();
-        }
-    }
-    labels.push((start, &s[start..]));
-    labels
-}
-
 pub(crate) fn idna_encode(segment: &str, out: &mut String) -> Result<(), Error> {
     let context = |label, offset, text: &str| {
         Context::new(Direction::Encode, Encoding::Idna, label, offset, text)
@@ -187,26 +211,27 @@ pub(crate) fn idna_encode(segment: &str, out: &mut String) -> Result<(), Error> 
         return Ok(());
     }
 
-    let mut labels = split_labels(segment);
-    let trailing_dot = labels.last().is_some_and(|(_, l)| l.is_empty());
-    if trailing_dot {
-        labels.pop();
-    }
-    let mut work = Work::default();
-    let mut cps = Vec::new();
-    for (index, &(offset, label)) in labels.iter().enumerate() {
-        cps.clear();
-        cps.extend(label.chars().map(u32::from));
-        to_ascii(&cps, &mut work).map_err(|e| e.into_error(context(index, offset, label)))?;
-        if index > 0 {
-            out.push_str("%2E");
+    // `dots.split(s)`; an empty last label is a trailing dot, kept as such.
+    with_buffers(|Buffers { label: cps, work }| {
+        let mut labels = segment.split(is_dot).enumerate().peekable();
+        while let Some((index, label)) = labels.next() {
+            if index > 0 {
+                out.push_str("%2E");
+            }
+            if label.is_empty() && labels.peek().is_none() {
+                break;
+            }
+            cps.clear();
+            cps.extend(label.chars().map(u32::from));
+            to_ascii(cps, work).map_err(|e| {
+                // `label` is a subslice of `segment`.
+                let offset = label.as_ptr() as usize - segment.as_ptr() as usize;
+                e.into_error(context(index, offset, label))
+            })?;
+            quote_into(&work.ascii, out);
         }
-        quote_into(&work.ascii, out);
-    }
-    if trailing_dot {
-        out.push_str("%2E");
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Maps an offset in the unquoted text back to the caller's text (`unquoted_is_input` when
@@ -244,26 +269,27 @@ pub(crate) fn idna_decode(segment: &str, out: &mut String) -> Result<(), Error> 
     if trailing_dot {
         labels.pop();
     }
-    let mut work = Work::default();
-    for (index, &(offset, label)) in labels.iter().enumerate() {
-        if index > 0 {
+    with_buffers(|Buffers { work, .. }| {
+        for (index, &(offset, label)) in labels.iter().enumerate() {
+            if index > 0 {
+                out.push('.');
+            }
+            to_unicode(label, out, work).map_err(|e| {
+                let at = input_offset(segment, matches!(unquoted, Cow::Borrowed(_)), offset);
+                e.into_error(Context::new(
+                    Direction::Decode,
+                    Encoding::Idna,
+                    index,
+                    at,
+                    label,
+                ))
+            })?;
+        }
+        if trailing_dot {
             out.push('.');
         }
-        to_unicode(label, out, &mut work).map_err(|e| {
-            let at = input_offset(segment, matches!(unquoted, Cow::Borrowed(_)), offset);
-            e.into_error(Context::new(
-                Direction::Decode,
-                Encoding::Idna,
-                index,
-                at,
-                label,
-            ))
-        })?;
-    }
-    if trailing_dot {
-        out.push('.');
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn contains_ace_prefix(bytes: &[u8]) -> bool {

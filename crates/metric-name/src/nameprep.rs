@@ -51,7 +51,7 @@ fn lookup_str(table: &'static [(u32, &'static str)], c: u32) -> Option<&'static 
 }
 
 fn ccc(c: u32) -> u8 {
-    if c < 0x300 {
+    if c < 0x300 || is_quick(c) {
         return 0;
     }
     let i = tables::CCC.partition_point(|&(_, end, _)| end < c);
@@ -63,7 +63,7 @@ fn ccc(c: u32) -> u8 {
 
 fn compose_pair(first: u32, second: u32) -> Option<u32> {
     // Every second element of a pair is at least U+0300 (checked in the tests).
-    if second < 0x300 {
+    if second < 0x300 || is_quick(second) {
         return None;
     }
     tables::COMPOSE
@@ -73,7 +73,7 @@ fn compose_pair(first: u32, second: u32) -> Option<u32> {
 }
 
 pub(crate) fn is_prohibited(c: u32) -> bool {
-    c >= 0x80 && in_ranges(tables::PROHIBITED, c)
+    c >= 0x80 && !is_quick(c) && in_ranges(tables::PROHIBITED, c)
 }
 
 /// Whether Python's `repr` shows this prohibited code point literally.
@@ -81,7 +81,9 @@ pub(crate) fn is_printable_prohibited(c: u32) -> bool {
     in_ranges(tables::PRINTABLE_PROHIBITED, c)
 }
 
-/// See `quick` in `scripts/gen_tables.py`.
+/// See `quick` in `scripts/gen_tables.py`: the table lookups below can all be skipped for
+/// such a character.
+#[inline]
 fn is_quick(c: u32) -> bool {
     match usize::try_from(c) {
         Ok(i) if i < 0x10000 => tables::QUICK_BMP[i / 64] >> (i % 64) & 1 == 1,
@@ -90,7 +92,7 @@ fn is_quick(c: u32) -> bool {
 }
 
 fn is_rand_al(c: u32) -> bool {
-    c >= 0x590 && in_ranges(tables::D1, c)
+    c >= 0x590 && !is_quick(c) && in_ranges(tables::D1, c)
 }
 
 fn is_l(c: u32) -> bool {
@@ -133,6 +135,10 @@ fn nameprep_full(
             ));
             continue;
         }
+        if is_quick(c) {
+            scratch.push(c);
+            continue;
+        }
         if tables::B1.binary_search(&c).is_ok() {
             continue;
         }
@@ -172,7 +178,7 @@ fn nfkc(input: &mut Vec<u32>, out: &mut Vec<u32>) {
             if s % T_COUNT != 0 {
                 out.push(T_BASE + s % T_COUNT);
             }
-        } else if c < 0xA0 {
+        } else if c < 0xA0 || is_quick(c) {
             out.push(c);
         } else if let Some(d) = lookup_str(tables::DECOMP, c) {
             out.extend(d.chars().map(u32::from));
