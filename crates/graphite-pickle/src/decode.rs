@@ -825,9 +825,11 @@ impl Decoder {
             }
         };
         if i >= self.memo.len() {
-            // Grow by doubling, but never past the limit: the cap is a memory bound.
-            let want = (self.memo.capacity() * 2).clamp(i + 1, self.options.max_memo);
-            self.memo.reserve_exact(want - self.memo.len());
+            if i >= self.memo.capacity() {
+                // Grow by doubling, but never past the limit: the cap is a memory bound.
+                let want = (self.memo.capacity() * 2).clamp(i + 1, self.options.max_memo);
+                self.memo.reserve_exact(want - self.memo.len());
+            }
             self.memo.resize(i + 1, Val::Unset);
         }
         if matches!(self.memo[i], Val::Unset) {
@@ -1309,6 +1311,10 @@ mod tests {
         d.run(&pickle).unwrap();
         assert_eq!(d.memo.len(), 1000);
         assert!(d.memo.capacity() <= 1000, "{}", d.memo.capacity());
+        // Under the limit the memo grows by doubling, not to the limit at once.
+        let mut d = Decoder::new();
+        d.run(&pickle).unwrap();
+        assert!(d.memo.capacity() < 2048, "{}", d.memo.capacity());
     }
 
     #[test]
