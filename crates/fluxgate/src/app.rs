@@ -17,19 +17,52 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, InfluxOutputConfig},
+    config::{Config, GraphiteOutputConfig, InfluxOutputConfig},
     listener::{self, ListenerCtx},
     metrics::Metrics,
-    output::influxdb::InfluxOutput,
-    pipeline::Pipeline,
-    translate::graphite::TemplateSet,
+    output::{graphite::GraphiteOutput, influxdb::InfluxOutput},
+    pipeline::{Output, Pipeline},
+    translate::{graphite::TemplateSet, influx::InfluxToGraphite},
     Error,
 };
 
+/// An output's config section, of either kind, compared on reload.
+#[derive(Debug, Clone, PartialEq)]
+enum OutputConfig {
+    Influx(InfluxOutputConfig),
+    Graphite(GraphiteOutputConfig),
+}
+
+impl OutputConfig {
+    fn name(&self) -> &str {
+        match self {
+            OutputConfig::Influx(c) => &c.name,
+            OutputConfig::Graphite(c) => &c.name,
+        }
+    }
+}
+
+/// Every output section of a config, in the order outputs are listed by `check`.
+fn output_configs(config: &Config) -> Vec<OutputConfig> {
+    let influx = config
+        .outputs
+        .influxdb
+        .iter()
+        .cloned()
+        .map(OutputConfig::Influx);
+    let graphite = config
+        .outputs
+        .graphite
+        .iter()
+        .cloned()
+        .map(OutputConfig::Graphite);
+    influx.chain(graphite).collect()
+}
+
 #[derive(Debug)]
 struct RunningOutput {
-    config: InfluxOutputConfig,
-    output: InfluxOutput,
+    config: OutputConfig,
+    output: Output,
     tasks: JoinSet<()>,
 }
 
@@ -64,8 +97,8 @@ impl Gateway {
         let metrics = Metrics::new();
         let config = Arc::new(config);
         let mut outputs = HashMap::new();
-        for oc in &config.outputs.influxdb {
-            outputs.insert(oc.name.clone(), start_output(oc, &metrics, &config)?);
+        for oc in output_configs(&config) {
+            outputs.insert(oc.name().to_owned(), start_output(&oc, &metrics, &config)?);
         }
         let pipeline = build_pipeline(&config, &outputs, &metrics)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
@@ -135,20 +168,17 @@ impl Gateway {
     pub async fn apply(&mut self, new: Config) -> Result<(), Error> {
         let new = Arc::new(new);
         // Build first, swap after: a failure leaves everything as it was.
+        let wanted = output_configs(&new);
         let mut fresh = HashMap::new();
-        for oc in &new.outputs.influxdb {
-            let unchanged = self.outputs.get(&oc.name).is_some_and(|r| r.config == *oc);
+        for oc in &wanted {
+            let unchanged = self.outputs.get(oc.name()).is_some_and(|r| r.config == *oc);
             if !unchanged {
-                fresh.insert(oc.name.clone(), start_output(oc, &self.metrics, &new)?);
+                fresh.insert(oc.name().to_owned(), start_output(oc, &self.metrics, &new)?);
             }
         }
         let mut outputs = HashMap::new();
         for (name, running) in self.outputs.drain() {
-            let keep = new
-                .outputs
-                .influxdb
-                .iter()
-                .any(|oc| oc.name == name && oc == &running.config);
+            let keep = wanted.iter().any(|oc| oc == &running.config);
             if keep {
                 outputs.insert(name, running);
             } else {
@@ -323,18 +353,34 @@ impl Gateway {
 }
 
 fn start_output(
-    oc: &InfluxOutputConfig,
+    oc: &OutputConfig,
     metrics: &Metrics,
     config: &Config,
 ) -> Result<RunningOutput, Error> {
-    let output = InfluxOutput::new(oc.clone(), metrics, config.log.rate_limit).map_err(|e| {
-        Error::Output {
-            output: oc.name.clone(),
-            message: e.to_string(),
-        }
-    })?;
+    let fail = |message: String| Error::Output {
+        output: oc.name().to_owned(),
+        message,
+    };
+    let interval = config.log.rate_limit;
     let mut tasks = JoinSet::new();
-    output.start(&mut tasks);
+    let output = match oc {
+        OutputConfig::Influx(c) => {
+            let o =
+                InfluxOutput::new(c.clone(), metrics, interval).map_err(|e| fail(e.to_string()))?;
+            o.start(&mut tasks);
+            Output::Influx(o)
+        }
+        OutputConfig::Graphite(c) => {
+            let to_graphite =
+                InfluxToGraphite::new(&c.to_graphite_config()).map_err(|e| fail(e.to_string()))?;
+            let o = GraphiteOutput::new(c.clone(), metrics, interval).map_err(fail)?;
+            o.start(&mut tasks);
+            Output::Graphite {
+                output: o,
+                to_graphite: Arc::new(to_graphite),
+            }
+        }
+    };
     Ok(RunningOutput {
         config: oc.clone(),
         output,
@@ -360,14 +406,12 @@ fn build_pipeline(
         };
     }
     // Keep the config's order: it is the order `dry-run` and `check` print.
-    let influx = config
-        .outputs
-        .influxdb
+    let outputs = output_configs(config)
         .iter()
-        .filter_map(|oc| outputs.get(&oc.name).map(|r| r.output.clone()))
+        .filter_map(|oc| outputs.get(oc.name()).map(|r| r.output.clone()))
         .collect();
     Ok(Pipeline {
-        influx,
+        outputs,
         templates: Arc::new(templates),
         config: config.clone(),
         metrics: metrics.clone(),

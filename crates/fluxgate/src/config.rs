@@ -242,10 +242,43 @@ pub struct GraphiteOutputConfig {
     /// again (carbon has no acknowledgements; it keeps one value per timestamp, so a repeat
     /// is harmless). 0 turns it off.
     pub replay_points: usize,
+    /// InfluxDB points (HTTP writes) become Graphite paths by this template (Telegraf's
+    /// graphite serializer vocabulary: `host`, `tags`, `measurement`, `field`, tag keys).
+    pub template: String,
+    /// `"filter template"` entries by measurement, first match wins.
+    pub templates: Vec<String>,
+    /// Constant leading segments of every path made from an InfluxDB point.
+    pub prefix: String,
+    /// Write InfluxDB tags as Graphite tags (`measurement.field;k=v`) instead of path segments.
+    pub tag_support: bool,
+    /// Joins prefix, measurement and field when `tag_support` is on.
+    pub separator: String,
+    /// Booleans as 1/0 (`"number"`) or left out (`"skip"`); strings are always left out.
+    pub bool_mode: crate::translate::influx::BoolMode,
+    /// The GraphiteEncoder variant that makes every segment safe: `"idna"` or `"punycode"`.
+    pub name_encoding: metric_name::Encoding,
+    /// Encode `/` inside a segment as `%2F` (carbon would read it as a directory).
+    pub encode_slash: bool,
+}
+
+impl GraphiteOutputConfig {
+    pub fn to_graphite_config(&self) -> crate::translate::influx::InfluxToGraphiteConfig {
+        crate::translate::influx::InfluxToGraphiteConfig {
+            template: self.template.clone(),
+            templates: self.templates.clone(),
+            prefix: self.prefix.clone(),
+            tag_support: self.tag_support,
+            separator: self.separator.clone(),
+            bool_mode: self.bool_mode,
+            name_encoding: self.name_encoding,
+            encode_slash: self.encode_slash,
+        }
+    }
 }
 
 impl Default for GraphiteOutputConfig {
     fn default() -> Self {
+        let i2g = crate::translate::influx::InfluxToGraphiteConfig::default();
         Self {
             name: String::new(),
             protocol: GraphiteProtocol::Pickle,
@@ -261,6 +294,14 @@ impl Default for GraphiteOutputConfig {
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
             replay_points: 100_000,
+            template: i2g.template,
+            templates: i2g.templates,
+            prefix: i2g.prefix,
+            tag_support: i2g.tag_support,
+            separator: i2g.separator,
+            bool_mode: i2g.bool_mode,
+            name_encoding: i2g.name_encoding,
+            encode_slash: i2g.encode_slash,
         }
     }
 }
@@ -468,6 +509,48 @@ impl Config {
             if out.api == InfluxApi::V2 && out.org.is_empty() {
                 return Err(ConfigError::invalid(&section, "api = \"v2\" needs org"));
             }
+        }
+        for out in &self.outputs.graphite {
+            let section = format!("outputs.graphite {:?}", out.name);
+            if out.name.is_empty() {
+                return Err(ConfigError::invalid(
+                    "outputs.graphite",
+                    "every output needs a name",
+                ));
+            }
+            if !names.insert(out.name.clone()) {
+                return Err(ConfigError::invalid(section, "duplicate output name"));
+            }
+            if out.destinations.is_empty() {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "needs at least one destination",
+                ));
+            }
+            if out.batch_size == 0 || out.queue_points == 0 {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "batch_size and queue_points must be at least 1",
+                ));
+            }
+            let destinations = out
+                .destinations
+                .iter()
+                .map(|d| {
+                    d.parse::<crate::cluster::Destination>().map_err(|e| {
+                        ConfigError::invalid(&section, format!("destination {d:?}: {e}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::cluster::Cluster::new(
+                out.cluster,
+                destinations,
+                out.replication,
+                out.diverse_replicas,
+            )
+            .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
+            crate::translate::influx::InfluxToGraphite::new(&out.to_graphite_config())
+                .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
         }
         crate::translate::graphite::TemplateSet::new(&self.graphite.template_config())
             .map_err(|e| ConfigError::invalid("graphite", e.to_string()))?;

@@ -1,19 +1,73 @@
-//! What listeners hand their batches to: the current set of outputs and the translation
-//! tables. Swapped as a whole on reload, so a batch always sees one consistent config.
+//! What listeners hand their points to: the outputs, the translation tables and the routes.
+//! Swapped as a whole on reload, so a batch always sees one consistent config.
+//!
+//! A listener fills one [`Batch`] per socket read or HTTP request: one buffer per output, in
+//! that output's own wire form (line protocol for InfluxDB outputs, canonical plaintext for
+//! Graphite outputs). A point is translated once per form, not once per output, and a batch is
+//! handed on once, never a point at a time.
 
 use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
 
 use crate::{
     config::Config,
     metrics::Metrics,
-    output::influxdb::{Chunk, InfluxOutput},
+    output::{
+        graphite::GraphiteOutput,
+        influxdb::{Chunk, InfluxOutput, Target},
+    },
     queue::Push,
-    translate::graphite::TemplateSet,
+    translate::{
+        graphite::{TemplateSet, TranslateError, Translator},
+        influx::InfluxToGraphite,
+    },
 };
+
+/// One configured output.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Influx(InfluxOutput),
+    Graphite {
+        output: GraphiteOutput,
+        /// How line-protocol points become Graphite paths for this output.
+        to_graphite: Arc<InfluxToGraphite>,
+    },
+}
+
+impl Output {
+    pub fn name(&self) -> &str {
+        match self {
+            Output::Influx(o) => o.name(),
+            Output::Graphite { output, .. } => output.name(),
+        }
+    }
+
+    pub fn close(&self) {
+        match self {
+            Output::Influx(o) => o.close(),
+            Output::Graphite { output, .. } => output.close(),
+        }
+    }
+
+    pub fn outstanding(&self) -> usize {
+        match self {
+            Output::Influx(o) => o.outstanding(),
+            Output::Graphite { output, .. } => output.outstanding(),
+        }
+    }
+
+    pub fn abandon(&self) {
+        match self {
+            Output::Influx(o) => o.abandon(),
+            Output::Graphite { output, .. } => output.abandon(),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Pipeline {
-    pub influx: Vec<InfluxOutput>,
+    pub outputs: Vec<Output>,
     pub templates: Arc<TemplateSet>,
     pub config: Arc<Config>,
     pub metrics: Metrics,
@@ -22,7 +76,7 @@ pub struct Pipeline {
 /// How a submitted batch fared across outputs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Submitted {
-    /// Outputs that took the batch.
+    /// Outputs that took their part.
     pub accepted: usize,
     /// Outputs that refused it because they were full (counted as dropped by them).
     pub dropped: usize,
@@ -32,51 +86,233 @@ pub struct Submitted {
     pub timed_out: usize,
 }
 
-impl Pipeline {
-    /// Hands a chunk of line protocol to every InfluxDB output, waiting for room as each
-    /// output's overflow policy says. TCP listeners await this, which is what stops them
-    /// reading from their sockets when an output is full.
-    pub async fn submit(&self, chunk: Chunk) -> Submitted {
-        let mut s = Submitted::default();
-        if chunk.points == 0 {
-            return s;
-        }
-        let last = self.influx.len().saturating_sub(1);
-        let mut chunk = Some(chunk);
-        for (i, out) in self.influx.iter().enumerate() {
-            let c = if i == last {
-                chunk.take().expect("chunk present")
-            } else {
-                chunk.clone().expect("chunk present")
-            };
-            tally(&mut s, out.push(c).await);
-        }
-        s
-    }
+/// Why a point was not taken into a batch; the caller counts it under [`Reject::reason`].
+#[derive(Debug)]
+pub enum Reject {
+    /// A tagged series (`name;k=v`) that breaks carbon's tag rules.
+    Tags(graphite_plaintext::Error),
+    Translate(TranslateError),
+}
 
-    /// Like [`Pipeline::submit`] but a blocked output waits at most `wait` (HTTP writes
-    /// answer 503 rather than hold a client forever).
-    pub async fn submit_within(&self, chunk: Chunk, wait: Duration) -> Submitted {
-        let mut s = Submitted::default();
-        if chunk.points == 0 {
-            return s;
+impl Reject {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Reject::Tags(e) => e.reason(),
+            Reject::Translate(e) => e.reason(),
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        for out in &self.influx {
-            let push = out.push(chunk.clone());
-            match tokio::time::timeout_at(deadline, push).await {
-                Ok(r) => tally(&mut s, r),
-                Err(_) => s.timed_out += 1,
-            }
-        }
-        s
     }
 }
 
-fn tally(s: &mut Submitted, r: Push) {
-    match r {
-        Push::Accepted | Push::DroppedOldest(_) => s.accepted += 1,
-        Push::DroppedNewest(_) => s.dropped += 1,
-        Push::Closed => s.closed += 1,
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reject::Tags(e) => e.fmt(f),
+            Reject::Translate(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Pipeline {
+    fn has_influx(&self) -> bool {
+        self.outputs.iter().any(|o| matches!(o, Output::Influx(_)))
+    }
+
+    fn has_graphite(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Graphite { .. }))
+    }
+}
+
+/// Per-output buffers filled from one read or request.
+#[derive(Debug, Default)]
+pub struct Batch {
+    bufs: Vec<(Vec<u8>, usize)>,
+    /// One translation of the current point, copied to each output that takes it.
+    scratch: Vec<u8>,
+    points: usize,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Points added since the last submit.
+    pub fn len(&self) -> usize {
+        self.points
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points == 0
+    }
+
+    fn prepare(&mut self, pipeline: &Pipeline) {
+        if self.bufs.len() != pipeline.outputs.len() {
+            self.bufs
+                .resize_with(pipeline.outputs.len(), Default::default);
+        }
+    }
+
+    /// A Graphite sample: line protocol for the InfluxDB outputs (by the graphite templates),
+    /// canonical plaintext for the Graphite outputs.
+    pub fn add_graphite(
+        &mut self,
+        pipeline: &Pipeline,
+        tr: &mut Translator<'_>,
+        path: &str,
+        value: f64,
+        timestamp_ns: i64,
+    ) -> Result<(), Reject> {
+        self.prepare(pipeline);
+        if value.is_nan() {
+            return Err(Reject::Translate(TranslateError::NaN));
+        }
+        // Tagged series are checked whatever the outputs, so every sender sees one rule.
+        let tagged;
+        let (name, tags): (&str, Vec<(&str, &str)>) = if path.contains(';') {
+            tagged = graphite_plaintext::TaggedPath::parse(path).map_err(Reject::Tags)?;
+            (
+                tagged.name(),
+                tagged.tags().map(|t| (t.key, t.value)).collect(),
+            )
+        } else {
+            (path, Vec::new())
+        };
+        // What InfluxDB cannot store (±Inf, say) is refused for the InfluxDB outputs only:
+        // carbon stores it, so the Graphite outputs still get it.
+        let mut refused = None;
+        let mut taken = false;
+        if pipeline.has_influx() {
+            self.scratch.clear();
+            match tr.write_point(name, &tags, value, timestamp_ns, &mut self.scratch) {
+                Ok(()) => {
+                    for (i, o) in pipeline.outputs.iter().enumerate() {
+                        if let Output::Influx(_) = o {
+                            let (buf, n) = &mut self.bufs[i];
+                            buf.extend_from_slice(&self.scratch);
+                            *n += 1;
+                            taken = true;
+                        }
+                    }
+                }
+                Err(e) => refused = Some(Reject::Translate(e)),
+            }
+        }
+        if pipeline.has_graphite() {
+            self.scratch.clear();
+            let seconds = timestamp_ns.div_euclid(1_000_000_000);
+            if graphite_plaintext::encode_sample(path, value, seconds, &mut self.scratch).is_ok() {
+                for (i, o) in pipeline.outputs.iter().enumerate() {
+                    if let Output::Graphite { .. } = o {
+                        let (buf, n) = &mut self.bufs[i];
+                        buf.extend_from_slice(&self.scratch);
+                        *n += 1;
+                        taken = true;
+                    }
+                }
+            }
+        }
+        if taken {
+            self.points += 1;
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// A line-protocol point whose normalized text (nanosecond timestamp, `\n`-terminated) is
+    /// `line`: as is for the InfluxDB outputs, through each Graphite output's template for the
+    /// Graphite outputs. Returns how many fields a Graphite output could not carry.
+    pub fn add_line_protocol(
+        &mut self,
+        pipeline: &Pipeline,
+        point: &line_protocol::ParsedLine<'_>,
+        line: &[u8],
+        timestamp_ns: i64,
+    ) {
+        self.prepare(pipeline);
+        for (i, o) in pipeline.outputs.iter().enumerate() {
+            let (buf, n) = &mut self.bufs[i];
+            match o {
+                Output::Influx(_) => {
+                    buf.extend_from_slice(line);
+                    *n += 1;
+                }
+                Output::Graphite {
+                    output,
+                    to_graphite,
+                } => {
+                    let written = to_graphite.write_point(point, timestamp_ns, buf);
+                    *n += written.lines;
+                    let skipped = written.skipped.total();
+                    if skipped > 0 {
+                        for (reason, count) in written.skipped.iter() {
+                            pipeline
+                                .metrics
+                                .dropped
+                                .with_label_values(&[output.name(), reason.as_str()])
+                                .inc_by(u64::from(count));
+                        }
+                    }
+                }
+            }
+        }
+        self.points += 1;
+    }
+
+    /// Hands every output its part, waiting for room as each output's overflow policy says
+    /// (TCP listeners await this: it is what stops them reading while an output is full).
+    /// `wait` bounds the wait (HTTP writes answer 503 rather than hold a client forever).
+    pub async fn submit(
+        &mut self,
+        pipeline: &Pipeline,
+        target: &Target,
+        wait: Option<Duration>,
+    ) -> Submitted {
+        let mut s = Submitted::default();
+        if self.points == 0 {
+            return s;
+        }
+        self.points = 0;
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        for (i, o) in pipeline.outputs.iter().enumerate() {
+            let Some((buf, n)) = self.bufs.get_mut(i) else {
+                break;
+            };
+            if *n == 0 {
+                buf.clear();
+                continue;
+            }
+            let points = std::mem::take(n);
+            let body = Bytes::from(std::mem::replace(buf, Vec::with_capacity(buf.capacity())));
+            let push = async {
+                match o {
+                    Output::Influx(out) => {
+                        out.push(Chunk {
+                            target: target.clone(),
+                            body,
+                            points,
+                        })
+                        .await
+                    }
+                    Output::Graphite { output, .. } => output.push(body, points).await,
+                }
+            };
+            let res = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, push).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        s.timed_out += 1;
+                        continue;
+                    }
+                },
+                None => push.await,
+            };
+            match res {
+                Push::Accepted | Push::DroppedOldest(_) => s.accepted += 1,
+                Push::DroppedNewest(_) => s.dropped += 1,
+                Push::Closed => s.closed += 1,
+            }
+        }
+        s
     }
 }

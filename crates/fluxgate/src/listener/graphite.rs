@@ -2,8 +2,8 @@
 //! pickle listeners.
 //!
 //! A connection task owns one [`GraphiteBatch`]: everything parsed out of one socket read is
-//! translated straight into its line-protocol buffer (no per-metric allocation), then handed
-//! to the pipeline as one chunk. One clock reading per read stands in for "now".
+//! translated straight into the pipeline's per-output buffers (no per-metric allocation),
+//! then handed on as one batch. One clock reading per read stands in for "now".
 
 use std::{
     net::SocketAddr,
@@ -11,12 +11,12 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use bytes::Bytes;
 use graphite_plaintext::Timestamp;
 
 use crate::{
     listener::ListenerCtx,
-    output::influxdb::{Chunk, Target},
+    output::influxdb::Target,
+    pipeline::{Batch, Pipeline},
     translate::graphite::Translator,
     warn_limited,
 };
@@ -29,8 +29,7 @@ const MAX_NANOS: i64 = i64::MAX - 1;
 pub(crate) struct GraphiteBatch {
     ctx: Arc<ListenerCtx>,
     peer: Option<SocketAddr>,
-    out: Vec<u8>,
-    points: usize,
+    batch: Batch,
     now: f64,
 }
 
@@ -39,8 +38,7 @@ impl GraphiteBatch {
         Self {
             ctx,
             peer,
-            out: Vec::with_capacity(64 * 1024),
-            points: 0,
+            batch: Batch::new(),
             now: now_seconds(),
         }
     }
@@ -75,44 +73,36 @@ impl GraphiteBatch {
     }
 
     /// Translates one sample into the batch; a sample that cannot be stored is counted.
-    pub(crate) fn add(&mut self, tr: &mut Translator<'_>, path: &str, value: f64, ts: Timestamp) {
+    pub(crate) fn add(
+        &mut self,
+        pipeline: &Pipeline,
+        tr: &mut Translator<'_>,
+        path: &str,
+        value: f64,
+        ts: Timestamp,
+    ) {
         let Some(ns) = to_nanos(ts.or_now(self.now)) else {
             return self.reject(
                 "timestamp_out_of_range",
                 &format_args!("{path}: timestamp out of range"),
             );
         };
-        // Tagged series (`name;k=v`) carry their tags; plain names (the common case) need no
-        // allocation at all.
-        let tagged;
-        let (name, extra): (&str, Vec<(&str, &str)>) = if path.contains(';') {
-            tagged = match graphite_plaintext::TaggedPath::parse(path) {
-                Ok(t) => t,
-                Err(e) => return self.reject(e.reason(), &e),
-            };
-            (
-                tagged.name(),
-                tagged.tags().map(|t| (t.key, t.value)).collect(),
-            )
-        } else {
-            (path, Vec::new())
-        };
-        match tr.write_point(name, &extra, value, ns, &mut self.out) {
-            Ok(()) => self.points += 1,
-            Err(e) => self.reject(e.reason(), &format_args!("{path}: {e}")),
+        if let Err(e) = self.batch.add_graphite(pipeline, tr, path, value, ns) {
+            self.reject(e.reason(), &format_args!("{path}: {e}"));
         }
     }
 
     /// One result of the plaintext line splitter: blank lines are skipped, bad ones counted.
     pub(crate) fn add_line(
         &mut self,
+        pipeline: &Pipeline,
         tr: &mut Translator<'_>,
         line: Result<graphite_plaintext::Line<'_>, graphite_plaintext::Error>,
     ) {
         match line {
             Ok(line) if line.is_blank() => {}
             Ok(line) => match line.parse() {
-                Ok(s) => self.add(tr, s.path, s.value, s.timestamp),
+                Ok(s) => self.add(pipeline, tr, s.path, s.value, s.timestamp),
                 Err(e) => self.reject(e.reason(), &e),
             },
             Err(e) => self.reject(e.reason(), &e),
@@ -121,28 +111,17 @@ impl GraphiteBatch {
 
     /// Points translated and not yet flushed.
     pub(crate) fn len(&self) -> usize {
-        self.points
+        self.batch.len()
     }
 
     /// Hands what was translated so far to the pipeline (awaiting room: backpressure).
-    pub(crate) async fn flush(&mut self) {
-        if self.points == 0 {
+    pub(crate) async fn flush(&mut self, pipeline: &Pipeline) {
+        let points = self.batch.len();
+        if points == 0 {
             return;
         }
-        let pipeline = self.ctx.pipeline();
-        let body = Bytes::from(std::mem::replace(
-            &mut self.out,
-            Vec::with_capacity(64 * 1024),
-        ));
-        let points = std::mem::take(&mut self.points);
         self.ctx.received.inc_by(points as u64);
-        pipeline
-            .submit(Chunk {
-                target: Target::Default,
-                body,
-                points,
-            })
-            .await;
+        self.batch.submit(pipeline, &Target::Default, None).await;
     }
 }
 

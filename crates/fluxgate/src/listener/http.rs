@@ -22,7 +22,8 @@ use tokio_util::task::TaskTracker;
 use super::ListenerCtx;
 use crate::{
     config::{HttpListener, InfluxApi},
-    output::influxdb::{Chunk, Destination, Target},
+    output::influxdb::{Destination, Target},
+    pipeline::{Batch, Output},
     warn_limited,
 };
 
@@ -313,23 +314,28 @@ async fn write(
             );
         }
     };
-    let mut out = Vec::with_capacity(body.len() + body.len() / 8);
-    let mut points = 0usize;
+    let pipeline = st.ctx.pipeline();
+    let mut batch = Batch::new();
+    let mut line = Vec::with_capacity(256);
     let mut failures: Vec<String> = Vec::new();
     let mut failed = 0usize;
     // InfluxDB's own line splitting: a newline inside a quoted string value is content.
     for parsed in line_protocol::parse_lines(text).precision(precision) {
-        match parsed.and_then(|p| append_point(&p, precision, now, &mut out)) {
-            Ok(()) => points += 1,
-            Err(e) => {
-                failed += 1;
-                // Enough to show the client what is wrong without echoing a huge body.
-                if failures.len() < 32 {
-                    failures.push(e.to_string());
-                }
+        let added = parsed.and_then(|p| {
+            line.clear();
+            let ns = append_point(&p, precision, now, &mut line)?;
+            batch.add_line_protocol(&pipeline, &p, &line, ns);
+            Ok(())
+        });
+        if let Err(e) = added {
+            failed += 1;
+            // Enough to show the client what is wrong without echoing a huge body.
+            if failures.len() < 32 {
+                failures.push(e.to_string());
             }
         }
     }
+    let points = batch.len();
     if failed > 0 {
         st.ctx.reject("invalid_line", failed as u64);
         warn_limited!(
@@ -345,13 +351,10 @@ async fn write(
         return error(api, StatusCode::BAD_REQUEST, &joined);
     }
     if points > 0 {
-        let pipeline = st.ctx.pipeline();
-        let chunk = Chunk {
-            target: Target::Explicit(dest),
-            body: Bytes::from(out),
-            points,
-        };
-        let s = pipeline.submit_within(chunk, st.cfg.write_timeout).await;
+        let target = Target::Explicit(dest);
+        let s = batch
+            .submit(&pipeline, &target, Some(st.cfg.write_timeout))
+            .await;
         if s.timed_out > 0 || (s.accepted == 0 && s.dropped + s.closed > 0) {
             st.ctx.reject("queue_full", points as u64);
             return error(
@@ -381,7 +384,7 @@ fn append_point(
     precision: line_protocol::Precision,
     now: i64,
     out: &mut Vec<u8>,
-) -> Result<(), line_protocol::Error> {
+) -> Result<i64, line_protocol::Error> {
     let line = p
         .line()
         .trim_start()
@@ -395,7 +398,7 @@ fn append_point(
     out.push(b' ');
     out.extend_from_slice(itoa::Buffer::new().format(ns).as_bytes());
     out.push(b'\n');
-    Ok(())
+    Ok(ns)
 }
 
 enum GunzipError {
@@ -466,11 +469,10 @@ async fn query(
     body: Bytes,
 ) -> Response {
     let pipeline = st.ctx.pipeline();
-    let Some(out) = pipeline
-        .influx
-        .iter()
-        .find(|o| o.config().api == InfluxApi::V1)
-    else {
+    let Some(out) = pipeline.outputs.iter().find_map(|o| match o {
+        Output::Influx(i) if i.config().api == InfluxApi::V1 => Some(i),
+        _ => None,
+    }) else {
         return error(
             InfluxApi::V1,
             StatusCode::SERVICE_UNAVAILABLE,

@@ -58,7 +58,7 @@ pub async fn connection(
                     }
                     for p in &decoded.points {
                         let ts = graphite_timestamp(p.timestamp);
-                        batch.add(&mut translator, &p.path, p.value, ts);
+                        batch.add(&pipeline, &mut translator, &p.path, p.value, ts);
                     }
                 }
                 Err(e) => {
@@ -77,7 +77,7 @@ pub async fn connection(
         let incomplete = !frames.remainder().is_empty();
         drop(translator);
         buf.advance(consumed);
-        batch.flush().await;
+        batch.flush(&pipeline).await;
         if fatal {
             return;
         }

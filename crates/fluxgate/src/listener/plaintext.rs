@@ -10,7 +10,7 @@ use tokio::{
 };
 
 use super::{graphite::GraphiteBatch, ListenerCtx};
-use crate::translate::graphite::Translator;
+use crate::{pipeline::Pipeline, translate::graphite::Translator};
 
 /// Reads are parsed whole, so this is also the largest batch one read produces.
 const READ_BYTES: usize = 64 * 1024;
@@ -44,12 +44,12 @@ pub async fn connection(
         let mut translator = pipeline.templates.translator();
         let mut lines = splitter.lines(&buf, eof);
         for line in lines.by_ref() {
-            batch.add_line(&mut translator, line);
+            batch.add_line(&pipeline, &mut translator, line);
         }
         let consumed = lines.consumed();
         drop(translator);
         buf.advance(consumed);
-        batch.flush().await;
+        batch.flush(&pipeline).await;
         if eof {
             return;
         }
@@ -75,17 +75,29 @@ pub async fn udp(socket: UdpSocket, ctx: Arc<ListenerCtx>, max_datagram: usize, 
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
-        datagram(&mut splitter, &mut batch, &mut translator, &buf[..n]);
+        datagram(
+            &mut splitter,
+            &mut batch,
+            &pipeline,
+            &mut translator,
+            &buf[..n],
+        );
         // Datagrams keep coming while we wait: drain what the socket already holds into
         // this batch before handing it on, so a burst is one chunk, not one per datagram.
         while batch.len() < UDP_BATCH_POINTS {
             let Ok((n, _)) = socket.try_recv_from(&mut buf) else {
                 break;
             };
-            datagram(&mut splitter, &mut batch, &mut translator, &buf[..n]);
+            datagram(
+                &mut splitter,
+                &mut batch,
+                &pipeline,
+                &mut translator,
+                &buf[..n],
+            );
         }
         drop(translator);
-        batch.flush().await;
+        batch.flush(&pipeline).await;
     }
 }
 
@@ -95,11 +107,12 @@ const UDP_BATCH_POINTS: usize = 5000;
 fn datagram(
     splitter: &mut LineSplitter,
     batch: &mut GraphiteBatch,
+    pipeline: &Pipeline,
     tr: &mut Translator<'_>,
     data: &[u8],
 ) {
     splitter.reset();
     for line in splitter.lines(data, true) {
-        batch.add_line(tr, line);
+        batch.add_line(pipeline, tr, line);
     }
 }

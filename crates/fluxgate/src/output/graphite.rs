@@ -163,15 +163,17 @@ impl GraphiteOutput {
     }
 
     /// Places each line of `body` (canonical plaintext, `points` lines) and queues it for its
-    /// destinations under the overflow policy; drops are counted.
-    pub async fn push(&self, body: Bytes, points: usize) {
+    /// destinations under the overflow policy; drops are counted. The result is the worst any
+    /// destination gave.
+    pub async fn push(&self, body: Bytes, points: usize) -> Push {
         let inner = &self.inner;
         let n = inner.dests.len();
+        let mut worst = Push::Accepted;
         if n == 1 || inner.cluster.sends_everything() {
             for d in &inner.dests {
-                push_to(d, body.clone(), points).await;
+                worst = worse(worst, push_to(d, body.clone(), points).await);
             }
-            return;
+            return worst;
         }
         let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
         let mut chosen = Vec::with_capacity(4);
@@ -192,9 +194,13 @@ impl GraphiteOutput {
         }
         for (i, (buf, count)) in bufs.into_iter().enumerate() {
             if count > 0 {
-                push_to(&inner.dests[i], Bytes::from(buf), count).await;
+                worst = worse(
+                    worst,
+                    push_to(&inner.dests[i], Bytes::from(buf), count).await,
+                );
             }
         }
+        worst
     }
 
     fn drop_points(&self, n: usize, reason: &str, why: &str) {
@@ -227,13 +233,30 @@ impl GraphiteOutput {
     }
 }
 
-async fn push_to(d: &DestCtx, body: Bytes, points: usize) {
-    match d.queue.push(Entry { body, points }, d.cfg.overflow).await {
+async fn push_to(d: &DestCtx, body: Bytes, points: usize) -> Push {
+    let res = d.queue.push(Entry { body, points }, d.cfg.overflow).await;
+    match res {
         Push::DroppedNewest(n) | Push::DroppedOldest(n) if n > 0 => {
             d.drop_points(n, "queue_full", "the destination's queue is full")
         }
         Push::Closed => d.drop_points(points, "shutdown", "shutting down"),
         _ => {}
+    }
+    res
+}
+
+/// Ranks push results so a batch reports its worst one: closed, refused, then accepted.
+fn worse(a: Push, b: Push) -> Push {
+    let rank = |p: &Push| match p {
+        Push::Closed => 3,
+        Push::DroppedNewest(_) => 2,
+        Push::DroppedOldest(_) => 1,
+        Push::Accepted => 0,
+    };
+    if rank(&b) > rank(&a) {
+        b
+    } else {
+        a
     }
 }
 
