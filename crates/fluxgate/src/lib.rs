@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod queue;
+pub mod route;
 pub mod translate;
 
 pub use app::Gateway;

@@ -1,0 +1,1067 @@
+//! Name cleansing, rewriting and routing, with carbon-c-relay's semantics where it has them.
+//!
+//! A point goes through three steps, each configured separately:
+//!
+//! 1. **Cleansing** (`validation`, Graphite names only). `none` keeps names as they came (what
+//!    carbon-relay does). `cleanse` is carbon-c-relay's input cleansing: leading, trailing and
+//!    repeated dots are removed and every byte of the path outside `[A-Za-z0-9]` and the
+//!    allowed characters (`-_:#` by default, carbon-c-relay's `-c`) becomes `_`; the tags after
+//!    the first `;` are left alone. It works byte by byte as carbon-c-relay does, so `é` (two
+//!    bytes) becomes `__` and a cluster fed by both relays hashes the same names. `encode` runs
+//!    each dot-separated segment through the metric-name encoder instead, which loses nothing:
+//!    `web 01` becomes `web%2001`, `café` becomes `xn--caf-dma`, and a segment that already is
+//!    encoder output (`%2E`, `xn--…`) stays as it is, so names encoded upstream pass unchanged.
+//! 2. **Rewriting** (`[[rewrite]]`): each rule in turn, on the result of the previous one,
+//!    replaces the *first* match of its regex in the path by its replacement, keeping the text
+//!    around the match, as carbon-c-relay's `rewrite … into …` does. References are `\1` (and
+//!    `\_1` / `\^1` for a lower- / upper-cased copy, ASCII only as carbon-c-relay's `tolower`)
+//!    or `$1`, `${1}`, `${name}`; `\0`/`$0` is the whole match. Unlike carbon-c-relay, where a
+//!    rewrite sits between match rules, all rewrites run before routing, and a reference to a
+//!    group the regex does not have is a configuration error instead of empty text.
+//! 3. **Routing** (`[[routes]]`): rules are tried top to bottom. A rule matches with `match`
+//!    (regexes, unanchored as in carbon-c-relay; `"*"` matches everything) or `prefix` (plain
+//!    string prefixes, cheaper). A matching rule adds its `outputs` and processing falls
+//!    through to the next rule unless it has `stop = true`. `drop = true` is carbon-c-relay's
+//!    `send to blackhole`: processing stops and the point goes nowhere else (outputs chosen by
+//!    earlier rules keep it, exactly as in carbon-c-relay). With no rules at all, every point
+//!    goes to every output; with rules, a point no rule matched goes nowhere and is reported
+//!    as `unrouted` (carbon-c-relay silently blackholes it) for the caller to count.
+//!
+//! What a rule looks at: a Graphite point (plaintext or pickle) is matched on its path, a
+//! line-protocol point on its measurement. `on = "path"` or `on = "measurement"` restricts a
+//! rule to one of the two; the default `on = "any"` takes each point by its own key. A
+//! Graphite path is matched without its tags (the part before the first `;`), as
+//! carbon-c-relay does, and rewrites keep the tags after the rewritten path.
+//!
+//! Regexes use the `regex` crate's syntax, which agrees with the POSIX extended expressions of
+//! carbon-c-relay for what routing rules use (classes, `[[:alpha:]]`, anchors, groups,
+//! repetition); neither has backreferences in patterns or look-around.
+
+use std::fmt;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::translate::influx::SegmentEncoder;
+
+#[cfg(test)]
+mod tests;
+
+/// The most outputs a route can address ([`OutputSet`] is a 64-bit set).
+pub const MAX_OUTPUTS: usize = 64;
+
+/// carbon-c-relay's default for `-c`: allowed next to `[A-Za-z0-9]`.
+pub const DEFAULT_ALLOWED_CHARS: &str = "-_:#";
+
+/// One or more patterns: `match = "^a\\."` or `match = ["^a\\.", "^b\\."]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Patterns {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Patterns {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Self::One(p) => std::slice::from_ref(p),
+            Self::Many(p) => p,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Patterns {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Patterns;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Patterns, E> {
+                Ok(Patterns::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Patterns, A::Error> {
+                let mut all = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    all.push(p);
+                }
+                Ok(Patterns::Many(all))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Which points a route rule considers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteOn {
+    /// Graphite points by their path, line-protocol points by their measurement.
+    #[default]
+    Any,
+    /// Graphite points only (plaintext, pickle), by their path.
+    Path,
+    /// Line-protocol points only, by their measurement.
+    Measurement,
+}
+
+impl RouteOn {
+    fn applies(self, origin: Origin) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Path => origin == Origin::Graphite,
+            Self::Measurement => origin == Origin::Line,
+        }
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Regexes (unanchored; `"*"` matches everything). Exclusive with `prefix`.
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Patterns>,
+    /// Plain string prefixes. Exclusive with `match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<Patterns>,
+    #[serde(default)]
+    pub on: RouteOn,
+    /// Names of `[[outputs.*]]` entries.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// Stop at this rule when it matches (carbon-c-relay's `stop`).
+    #[serde(default)]
+    pub stop: bool,
+    /// Discard what matches and stop (carbon-c-relay's `send to blackhole`).
+    #[serde(default)]
+    pub drop: bool,
+}
+
+/// One `[[rewrite]]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// The replacement (`into` is accepted too, carbon-c-relay's word).
+    #[serde(alias = "into")]
+    pub replace: String,
+}
+
+/// How Graphite names are cleansed on arrival (`[graphite] validation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validation {
+    /// Names as they came, like carbon-relay.
+    #[default]
+    None,
+    /// carbon-c-relay's cleansing: irregular characters become `_`, dots are tidied.
+    Cleanse,
+    /// The metric-name encoder per segment: reversible, idempotent.
+    Encode,
+}
+
+/// A routing configuration that cannot work, naming the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("routes[{rule}]: give either `match` or `prefix`, not both")]
+    MatchAndPrefix { rule: usize },
+    #[error("routes[{rule}]: needs `match` (a regex, or \"*\" for everything) or `prefix`")]
+    NoMatch { rule: usize },
+    #[error("routes[{rule}]: `{key}` is empty; write match = \"*\" to match everything")]
+    EmptyPattern { rule: usize, key: &'static str },
+    #[error("routes[{rule}]: invalid regex {pattern:?}: {message}")]
+    Regex {
+        rule: usize,
+        pattern: String,
+        message: String,
+    },
+    #[error("routes[{rule}]: unknown output {output:?} (configured outputs: {known})")]
+    UnknownOutput {
+        rule: usize,
+        output: String,
+        known: String,
+    },
+    #[error("routes[{rule}]: needs `outputs`, or `drop = true` to discard what it matches")]
+    NoOutputs { rule: usize },
+    #[error("routes[{rule}]: `drop = true` sends nowhere, so `outputs` makes no sense with it")]
+    DropWithOutputs { rule: usize },
+    #[error("rewrite[{rule}]: invalid regex {pattern:?}: {message}")]
+    RewriteRegex {
+        rule: usize,
+        pattern: String,
+        message: String,
+    },
+    #[error("rewrite[{rule}]: replacement {replace:?}: {message}")]
+    Replacement {
+        rule: usize,
+        replace: String,
+        message: String,
+    },
+    #[error("at most {MAX_OUTPUTS} outputs can be routed to; {count} are configured")]
+    TooManyOutputs { count: usize },
+    #[error("two outputs are named {name:?}")]
+    DuplicateOutput { name: String },
+    #[error("allowed_chars {chars:?}: {problem}")]
+    AllowedChars {
+        chars: String,
+        problem: &'static str,
+    },
+    #[error(
+        "validation = \"encode\" needs name_encoding = \"idna\": punycode output cannot be told \
+         apart from a plain name, so names encoded upstream would be encoded again"
+    )]
+    EncodeNeedsIdna,
+}
+
+/// A name that cleansing cannot turn into a usable Graphite name; that point is dropped and
+/// counted, the stream goes on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name {name:?} is empty after {stage}")]
+    Empty { name: String, stage: &'static str },
+    #[error("segment {segment:?} of {name:?} cannot be encoded: {source}")]
+    Unencodable {
+        name: String,
+        segment: String,
+        source: Box<metric_name::Error>,
+    },
+}
+
+impl NameError {
+    /// A short, stable label for the `reason` label of rejection counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Empty { .. } => "empty_name",
+            Self::Unencodable { .. } => "unencodable_name",
+        }
+    }
+}
+
+/// Where a point came from, which decides what routes look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Graphite plaintext or pickle: the key is the path (tags after `;` are ignored).
+    Graphite,
+    /// InfluxDB line protocol: the key is the measurement.
+    Line,
+}
+
+/// The outputs a point goes to (indices into the router's output list), plus why it may go
+/// nowhere.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputSet {
+    bits: u64,
+    dropped: bool,
+    unrouted: bool,
+}
+
+impl OutputSet {
+    pub const fn new() -> Self {
+        Self {
+            bits: 0,
+            dropped: false,
+            unrouted: false,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Adds output `index` (< [`MAX_OUTPUTS`]).
+    pub fn insert(&mut self, index: usize) {
+        debug_assert!(index < MAX_OUTPUTS);
+        self.bits |= 1 << index;
+    }
+
+    pub fn contains(&self, index: usize) -> bool {
+        index < MAX_OUTPUTS && self.bits & (1 << index) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.bits.count_ones() as usize
+    }
+
+    /// The output indices, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> {
+        let mut bits = self.bits;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                i
+            })
+        })
+    }
+
+    /// A `drop = true` rule matched: routing stopped there. Count the point as dropped when
+    /// the set is also empty (otherwise earlier rules still send it somewhere).
+    pub fn dropped(&self) -> bool {
+        self.dropped
+    }
+
+    /// Routes exist and none matched: the point goes nowhere.
+    pub fn unrouted(&self) -> bool {
+        self.unrouted
+    }
+
+    pub fn bits(&self) -> u64 {
+        self.bits
+    }
+}
+
+#[derive(Debug)]
+enum Matcher {
+    All,
+    Prefixes(Vec<String>),
+    Regexes(Vec<Regex>),
+}
+
+impl Matcher {
+    /// The pattern that matched `key`, as configured.
+    fn find<'m>(&'m self, key: &str) -> Option<&'m str> {
+        match self {
+            Self::All => Some("*"),
+            Self::Prefixes(p) => p
+                .iter()
+                .find(|p| key.starts_with(p.as_str()))
+                .map(String::as_str),
+            Self::Regexes(r) => r.iter().find(|r| r.is_match(key)).map(Regex::as_str),
+        }
+    }
+
+    #[inline]
+    fn is_match(&self, key: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Prefixes(p) => p.iter().any(|p| key.starts_with(p.as_str())),
+            Self::Regexes(r) => r.iter().any(|r| r.is_match(key)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    matcher: Matcher,
+    on: RouteOn,
+    outputs: u64,
+    stop: bool,
+    drop: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Keep,
+    Lower,
+    Upper,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(String),
+    Group { index: usize, case: Case },
+}
+
+#[derive(Debug)]
+struct Rewrite {
+    regex: Regex,
+    pieces: Vec<Piece>,
+}
+
+impl Rewrite {
+    /// Rewrites the current name — `scratch` when `in_scratch`, else `name` — into `scratch`.
+    /// Returns whether the rule matched (when it did not, nothing was touched).
+    fn apply(&self, name: &str, scratch: &mut String, in_scratch: bool) -> bool {
+        let current: &str = if in_scratch { scratch } else { name };
+        let path = &current[..path_len(current)];
+        if !self.regex.is_match(path) {
+            return false;
+        }
+        let mut locations = self.regex.capture_locations();
+        let Some(m) = self.regex.captures_read(&mut locations, path) else {
+            return false;
+        };
+        let (start, end, total) = (m.start(), m.end(), current.len());
+        // Build `before + replacement + after` behind the current name in one buffer, then
+        // cut the current name off the front: no second buffer, whichever holds the input.
+        let mut bytes = std::mem::take(scratch).into_bytes();
+        if !in_scratch {
+            bytes.clear();
+            bytes.extend_from_slice(name.as_bytes());
+        }
+        bytes.extend_from_within(..start);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) => bytes.extend_from_slice(text.as_bytes()),
+                Piece::Group { index, case } => {
+                    if let Some((s, e)) = locations.get(*index) {
+                        let at = bytes.len();
+                        bytes.extend_from_within(s..e);
+                        match case {
+                            Case::Keep => {}
+                            Case::Lower => bytes[at..].make_ascii_lowercase(),
+                            Case::Upper => bytes[at..].make_ascii_uppercase(),
+                        }
+                    }
+                }
+            }
+        }
+        bytes.extend_from_within(end..total);
+        bytes.drain(..total);
+        // Every piece is whole UTF-8 (match bounds are character bounds, case changes are
+        // ASCII-only), so the lossy branch is never taken.
+        *scratch = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        true
+    }
+}
+
+/// Parses a replacement into literal text and group references, checked against `regex`.
+fn parse_replacement(replace: &str, regex: &Regex) -> Result<Vec<Piece>, String> {
+    let groups = regex.captures_len();
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut chars = replace.chars().peekable();
+    let mut group = |literal: &mut String, index: usize, case: Case| {
+        if index >= groups {
+            return Err(format!(
+                "refers to group {index}, but the regex has {} group{}",
+                groups - 1,
+                if groups == 2 { "" } else { "s" }
+            ));
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(std::mem::take(literal)));
+        }
+        pieces.push(Piece::Group { index, case });
+        Ok(())
+    };
+    let digits = |first: char, chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        let mut n = first.to_digit(10).map_or(0, |d| d as usize);
+        while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+            n = n.saturating_mul(10).saturating_add(d as usize);
+            chars.next();
+        }
+        n
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                None => return Err("ends with a lone `\\`".to_owned()),
+                Some(d @ '0'..='9') => {
+                    let n = digits(d, &mut chars);
+                    group(&mut literal, n, Case::Keep)?;
+                }
+                Some(m @ ('_' | '^')) => {
+                    let case = if m == '_' { Case::Lower } else { Case::Upper };
+                    match chars.next() {
+                        Some(d @ '0'..='9') => {
+                            let n = digits(d, &mut chars);
+                            group(&mut literal, n, case)?;
+                        }
+                        _ => {
+                            return Err(format!(
+                                "`\\{m}` must be followed by a group number, as in `\\{m}1`"
+                            ))
+                        }
+                    }
+                }
+                // `\\` is a backslash; `\.` and the like are the character itself.
+                Some(other) => literal.push(other),
+            },
+            '$' => match chars.next() {
+                Some('$') => literal.push('$'),
+                Some(d @ '0'..='9') => {
+                    let n = digits(d, &mut chars);
+                    group(&mut literal, n, Case::Keep)?;
+                }
+                Some('{') => {
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(c) => name.push(c),
+                            None => return Err("`${` is not closed by `}`".to_owned()),
+                        }
+                    }
+                    let index = if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+                        name.parse().unwrap_or(usize::MAX)
+                    } else {
+                        regex
+                            .capture_names()
+                            .position(|n| n == Some(name.as_str()))
+                            .ok_or_else(|| format!("the regex has no group named {name:?}"))?
+                    };
+                    group(&mut literal, index, Case::Keep)?;
+                }
+                _ => return Err(
+                    "`$` must be followed by a group number, `{name}`, or `$` for a literal `$`"
+                        .to_owned(),
+                ),
+            },
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        pieces.push(Piece::Literal(literal));
+    }
+    Ok(pieces)
+}
+
+/// Length of the path part of a Graphite name (before the first `;`).
+#[inline]
+fn path_len(name: &str) -> usize {
+    memchr::memchr(b';', name.as_bytes()).unwrap_or(name.len())
+}
+
+/// Cleanses Graphite names as configured by `validation`.
+#[derive(Clone)]
+pub struct Cleanser {
+    validation: Validation,
+    allowed: [bool; 256],
+    encoder: SegmentEncoder,
+}
+
+impl fmt::Debug for Cleanser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let extra: String = (0u8..=127)
+            .filter(|&b| self.allowed[b as usize] && !b.is_ascii_alphanumeric())
+            .map(char::from)
+            .collect();
+        f.debug_struct("Cleanser")
+            .field("validation", &self.validation)
+            .field("allowed_chars", &extra)
+            .field("encoder", &self.encoder)
+            .finish()
+    }
+}
+
+impl Default for Cleanser {
+    fn default() -> Self {
+        Self::new(
+            Validation::None,
+            DEFAULT_ALLOWED_CHARS,
+            SegmentEncoder::new(metric_name::Encoding::Idna, true),
+        )
+        .expect("the defaults are valid")
+    }
+}
+
+impl Cleanser {
+    /// `allowed_chars` only matters for `cleanse`, `encoder` only for `encode`.
+    pub fn new(
+        validation: Validation,
+        allowed_chars: &str,
+        encoder: SegmentEncoder,
+    ) -> Result<Self, RouteError> {
+        let bad = |problem| RouteError::AllowedChars {
+            chars: allowed_chars.to_owned(),
+            problem,
+        };
+        let mut allowed = [false; 256];
+        for b in (b'a'..=b'z').chain(b'A'..=b'Z').chain(b'0'..=b'9') {
+            allowed[b as usize] = true;
+        }
+        for b in allowed_chars.bytes() {
+            if !b.is_ascii_graphic() {
+                return Err(bad(
+                    "only printable ASCII characters other than space can be allowed",
+                ));
+            }
+            if matches!(b, b'.' | b';') {
+                return Err(bad("`.` and `;` structure the name and cannot be listed"));
+            }
+            allowed[b as usize] = true;
+        }
+        if validation == Validation::Encode && encoder.encoding != metric_name::Encoding::Idna {
+            return Err(RouteError::EncodeNeedsIdna);
+        }
+        Ok(Self {
+            validation,
+            allowed,
+            encoder,
+        })
+    }
+
+    pub fn validation(&self) -> Validation {
+        self.validation
+    }
+
+    /// The cleansed name: `name` itself when nothing changes, else built in `scratch`.
+    pub fn cleanse<'a>(
+        &self,
+        name: &'a str,
+        scratch: &'a mut String,
+    ) -> Result<&'a str, NameError> {
+        match self.validation {
+            Validation::None => Ok(name),
+            Validation::Cleanse => self.replace_irregular(name, scratch),
+            Validation::Encode => self.encode_segments(name, scratch),
+        }
+    }
+
+    fn replace_irregular<'a>(
+        &self,
+        name: &'a str,
+        scratch: &'a mut String,
+    ) -> Result<&'a str, NameError> {
+        let (path, tags) = name.split_at(path_len(name));
+        let bytes = path.as_bytes();
+        let mut clean = !bytes.is_empty() && bytes[0] != b'.' && bytes[bytes.len() - 1] != b'.';
+        let mut previous = 0u8;
+        for &b in bytes {
+            clean &= self.allowed[b as usize] || (b == b'.' && previous != b'.');
+            previous = b;
+        }
+        if clean {
+            return Ok(name);
+        }
+        scratch.clear();
+        for &b in bytes {
+            if b == b'.' {
+                if !scratch.is_empty() && !scratch.ends_with('.') {
+                    scratch.push('.');
+                }
+            } else if self.allowed[b as usize] {
+                scratch.push(char::from(b));
+            } else {
+                scratch.push('_');
+            }
+        }
+        while scratch.ends_with('.') {
+            scratch.pop();
+        }
+        if scratch.is_empty() {
+            return Err(NameError::Empty {
+                name: name.to_owned(),
+                stage: "cleansing",
+            });
+        }
+        scratch.push_str(tags);
+        Ok(scratch)
+    }
+
+    fn encode_segments<'a>(
+        &self,
+        name: &'a str,
+        scratch: &'a mut String,
+    ) -> Result<&'a str, NameError> {
+        let (path, tags) = name.split_at(path_len(name));
+        if !path.is_empty()
+            && path
+                .split('.')
+                .all(|s| !s.is_empty() && self.encoder.is_safe(s))
+        {
+            return Ok(name);
+        }
+        scratch.clear();
+        for segment in path.split('.').filter(|s| !s.is_empty()) {
+            if !scratch.is_empty() {
+                scratch.push('.');
+            }
+            if self.encoder.is_encoded(segment) {
+                scratch.push_str(segment);
+            } else {
+                self.encoder
+                    .encode_into(segment, scratch)
+                    .map_err(|source| NameError::Unencodable {
+                        name: name.to_owned(),
+                        segment: segment.to_owned(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        if scratch.is_empty() {
+            return Err(NameError::Empty {
+                name: name.to_owned(),
+                stage: "cleansing",
+            });
+        }
+        scratch.push_str(tags);
+        Ok(scratch)
+    }
+}
+
+/// Working space for [`Router::normalize`]: cleansing and rewriting each need a buffer.
+#[derive(Debug, Default)]
+pub struct NameScratch {
+    cleansed: String,
+    rewritten: String,
+}
+
+/// One rewrite that applied, for `fluxgate dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RewriteStep {
+    /// Index into `[[rewrite]]`.
+    pub rule: usize,
+    pub pattern: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// One route rule that matched, for `fluxgate dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteStep {
+    /// Index into `[[routes]]`.
+    pub rule: usize,
+    /// The pattern that matched (`"*"`, a regex, or a prefix).
+    pub pattern: String,
+    /// Whether `pattern` is a plain prefix rather than a regex.
+    pub prefix: bool,
+    pub outputs: Vec<String>,
+    pub stop: bool,
+    pub drop: bool,
+}
+
+/// Where a point goes, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No routes are configured: every output.
+    Default,
+    /// Rules matched and chose the outputs.
+    Routed,
+    /// A `drop = true` rule matched (outputs chosen before it still get the point).
+    Dropped,
+    /// Routes exist and none matched.
+    Unrouted,
+}
+
+/// The explanation of one routing decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteDescription {
+    pub key: String,
+    pub origin: Origin,
+    pub steps: Vec<RouteStep>,
+    pub outputs: Vec<String>,
+    pub verdict: Verdict,
+}
+
+impl fmt::Display for RouteDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for step in &self.steps {
+            let kind = if step.prefix { "prefix" } else { "match" };
+            write!(f, "routes[{}] {kind} {:?} -> ", step.rule, step.pattern)?;
+            if step.drop {
+                f.write_str("drop")?;
+            } else {
+                f.write_str(&step.outputs.join(", "))?;
+                if step.stop {
+                    f.write_str(" (stop)")?;
+                }
+            }
+            f.write_str("\n")?;
+        }
+        match self.verdict {
+            Verdict::Default => write!(
+                f,
+                "no routes: to every output ({})",
+                self.outputs.join(", ")
+            ),
+            Verdict::Unrouted => f.write_str("unrouted: no route matched"),
+            Verdict::Dropped if self.outputs.is_empty() => f.write_str("dropped"),
+            Verdict::Dropped | Verdict::Routed => write!(f, "to {}", self.outputs.join(", ")),
+        }
+    }
+}
+
+/// Compiled cleansing, rewrites and routes.
+#[derive(Debug)]
+pub struct Router {
+    cleanser: Cleanser,
+    rewrites: Vec<Rewrite>,
+    rules: Vec<Rule>,
+    outputs: Vec<String>,
+    all: u64,
+}
+
+impl Router {
+    /// `outputs` are the configured output names; [`OutputSet`] indices refer to this order.
+    pub fn new<S: AsRef<str>>(
+        routes: &[RouteConfig],
+        rewrites: &[RewriteConfig],
+        cleanser: Cleanser,
+        outputs: &[S],
+    ) -> Result<Self, RouteError> {
+        let outputs: Vec<String> = outputs.iter().map(|o| o.as_ref().to_owned()).collect();
+        if outputs.len() > MAX_OUTPUTS {
+            return Err(RouteError::TooManyOutputs {
+                count: outputs.len(),
+            });
+        }
+        for (i, name) in outputs.iter().enumerate() {
+            if outputs[..i].contains(name) {
+                return Err(RouteError::DuplicateOutput { name: name.clone() });
+            }
+        }
+        let rewrites = rewrites
+            .iter()
+            .enumerate()
+            .map(|(rule, r)| {
+                let regex = Regex::new(&r.pattern).map_err(|e| RouteError::RewriteRegex {
+                    rule,
+                    pattern: r.pattern.clone(),
+                    message: e.to_string(),
+                })?;
+                let pieces = parse_replacement(&r.replace, &regex).map_err(|message| {
+                    RouteError::Replacement {
+                        rule,
+                        replace: r.replace.clone(),
+                        message,
+                    }
+                })?;
+                Ok(Rewrite { regex, pieces })
+            })
+            .collect::<Result<Vec<_>, RouteError>>()?;
+        let rules = routes
+            .iter()
+            .enumerate()
+            .map(|(rule, r)| Self::compile_rule(rule, r, &outputs))
+            .collect::<Result<Vec<_>, RouteError>>()?;
+        let all = if outputs.len() == MAX_OUTPUTS {
+            u64::MAX
+        } else {
+            (1u64 << outputs.len()) - 1
+        };
+        Ok(Self {
+            cleanser,
+            rewrites,
+            rules,
+            outputs,
+            all,
+        })
+    }
+
+    fn compile_rule(rule: usize, r: &RouteConfig, outputs: &[String]) -> Result<Rule, RouteError> {
+        let matcher = match (&r.pattern, &r.prefix) {
+            (Some(_), Some(_)) => return Err(RouteError::MatchAndPrefix { rule }),
+            (None, None) => return Err(RouteError::NoMatch { rule }),
+            (Some(patterns), None) => {
+                let patterns = patterns.as_slice();
+                if patterns.is_empty() || patterns.iter().any(String::is_empty) {
+                    return Err(RouteError::EmptyPattern { rule, key: "match" });
+                }
+                if patterns.iter().any(|p| p == "*") {
+                    Matcher::All
+                } else {
+                    Matcher::Regexes(
+                        patterns
+                            .iter()
+                            .map(|p| {
+                                Regex::new(p).map_err(|e| RouteError::Regex {
+                                    rule,
+                                    pattern: p.clone(),
+                                    message: e.to_string(),
+                                })
+                            })
+                            .collect::<Result<_, _>>()?,
+                    )
+                }
+            }
+            (None, Some(prefixes)) => {
+                let prefixes = prefixes.as_slice();
+                if prefixes.is_empty() || prefixes.iter().any(String::is_empty) {
+                    return Err(RouteError::EmptyPattern {
+                        rule,
+                        key: "prefix",
+                    });
+                }
+                Matcher::Prefixes(prefixes.to_vec())
+            }
+        };
+        if r.drop && !r.outputs.is_empty() {
+            return Err(RouteError::DropWithOutputs { rule });
+        }
+        if !r.drop && r.outputs.is_empty() {
+            return Err(RouteError::NoOutputs { rule });
+        }
+        let mut bits = 0u64;
+        for name in &r.outputs {
+            let index = outputs.iter().position(|o| o == name).ok_or_else(|| {
+                RouteError::UnknownOutput {
+                    rule,
+                    output: name.clone(),
+                    known: if outputs.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        outputs.join(", ")
+                    },
+                }
+            })?;
+            bits |= 1 << index;
+        }
+        Ok(Rule {
+            matcher,
+            on: r.on,
+            outputs: bits,
+            stop: r.stop,
+            drop: r.drop,
+        })
+    }
+
+    /// The output names, in [`OutputSet`] index order.
+    pub fn outputs(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// Whether any `[[routes]]` are configured (without them everything goes everywhere).
+    pub fn has_routes(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    pub fn cleanser(&self) -> &Cleanser {
+        &self.cleanser
+    }
+
+    /// [`Cleanser::cleanse`] with this router's cleanser.
+    pub fn cleanse<'a>(
+        &self,
+        name: &'a str,
+        scratch: &'a mut String,
+    ) -> Result<&'a str, NameError> {
+        self.cleanser.cleanse(name, scratch)
+    }
+
+    /// Applies the `[[rewrite]]` rules in order. Returns `name` itself (no allocation) when no
+    /// rule matches, otherwise the result, built in `scratch`.
+    pub fn rewrite<'a>(&self, name: &'a str, scratch: &'a mut String) -> &'a str {
+        let mut in_scratch = false;
+        for rewrite in &self.rewrites {
+            in_scratch |= rewrite.apply(name, scratch, in_scratch);
+        }
+        if in_scratch {
+            scratch
+        } else {
+            name
+        }
+    }
+
+    /// Cleansing then rewriting, as a Graphite name arrives. A name that rewriting empties
+    /// is an error like one that cleansing empties.
+    pub fn normalize<'a>(
+        &self,
+        name: &'a str,
+        scratch: &'a mut NameScratch,
+    ) -> Result<&'a str, NameError> {
+        let cleansed = self.cleanser.cleanse(name, &mut scratch.cleansed)?;
+        let rewritten = self.rewrite(cleansed, &mut scratch.rewritten);
+        if path_len(rewritten) == 0 {
+            return Err(NameError::Empty {
+                name: name.to_owned(),
+                stage: "rewriting",
+            });
+        }
+        Ok(rewritten)
+    }
+
+    /// Chooses the outputs for a point whose key (path or measurement, see [`Origin`]) is
+    /// `key`. `out` is cleared first.
+    pub fn route(&self, key: &str, origin: Origin, out: &mut OutputSet) {
+        out.clear();
+        if self.rules.is_empty() {
+            out.bits = self.all;
+            return;
+        }
+        let key = match origin {
+            Origin::Graphite => &key[..path_len(key)],
+            Origin::Line => key,
+        };
+        let mut matched = false;
+        for rule in &self.rules {
+            if !rule.on.applies(origin) || !rule.matcher.is_match(key) {
+                continue;
+            }
+            matched = true;
+            if rule.drop {
+                out.dropped = true;
+                return;
+            }
+            out.bits |= rule.outputs;
+            if rule.stop {
+                return;
+            }
+        }
+        out.unrouted = !matched;
+    }
+
+    /// [`Router::route`], explained rule by rule.
+    pub fn describe(&self, key: &str, origin: Origin) -> RouteDescription {
+        let mut set = OutputSet::new();
+        self.route(key, origin, &mut set);
+        let names = |bits: u64| -> Vec<String> {
+            (0..self.outputs.len())
+                .filter(|i| bits & (1 << i) != 0)
+                .map(|i| self.outputs[i].clone())
+                .collect()
+        };
+        let match_key = match origin {
+            Origin::Graphite => &key[..path_len(key)],
+            Origin::Line => key,
+        };
+        let mut steps = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !rule.on.applies(origin) {
+                continue;
+            }
+            let Some(pattern) = rule.matcher.find(match_key) else {
+                continue;
+            };
+            steps.push(RouteStep {
+                rule: index,
+                pattern: pattern.to_owned(),
+                prefix: matches!(rule.matcher, Matcher::Prefixes(_)),
+                outputs: names(rule.outputs),
+                stop: rule.stop,
+                drop: rule.drop,
+            });
+            if rule.drop || rule.stop {
+                break;
+            }
+        }
+        let verdict = if self.rules.is_empty() {
+            Verdict::Default
+        } else if set.dropped() {
+            Verdict::Dropped
+        } else if set.unrouted() {
+            Verdict::Unrouted
+        } else {
+            Verdict::Routed
+        };
+        RouteDescription {
+            key: key.to_owned(),
+            origin,
+            steps,
+            outputs: names(set.bits),
+            verdict,
+        }
+    }
+
+    /// The rewrites [`Router::rewrite`] would apply to `name`, one step per matching rule.
+    pub fn describe_rewrites(&self, name: &str) -> Vec<RewriteStep> {
+        let mut steps = Vec::new();
+        let mut current = name.to_owned();
+        let mut scratch = String::new();
+        for (rule, rewrite) in self.rewrites.iter().enumerate() {
+            if rewrite.apply(&current, &mut scratch, false) {
+                steps.push(RewriteStep {
+                    rule,
+                    pattern: rewrite.regex.as_str().to_owned(),
+                    before: std::mem::replace(&mut current, scratch.clone()),
+                    after: scratch.clone(),
+                });
+            }
+        }
+        steps
+    }
+}
