@@ -83,6 +83,15 @@ impl<'a> EscapedStr<'a> {
         }
     }
 
+    /// The value as one slice of the input when no escape sequence changes it.
+    #[inline]
+    pub(crate) fn unescaped_slice(&self) -> Option<&'a str> {
+        match self.first_escape() {
+            None => Some(self.raw),
+            Some(_) => None,
+        }
+    }
+
     /// The unescaped value as an owned `String`.
     pub fn into_string(self) -> String {
         self.as_str().into_owned()
@@ -103,27 +112,44 @@ impl<'a> EscapedStr<'a> {
         Chunks {
             rest: self.raw,
             escaping: self.escaping,
+            next_escape: self.first_escape(),
         }
     }
 
     /// Position of the first backslash that an unescape would remove.
+    #[inline]
     fn first_escape(&self) -> Option<usize> {
         if self.escaping == Escaping::Plain {
             return None;
         }
-        let bytes = self.raw.as_bytes();
-        let mut from = 0;
-        while let Some(p) = memchr::memchr(b'\\', &bytes[from..]) {
-            let i = from + p;
-            match bytes.get(i + 1) {
-                Some(&b) if self.escaping.resolves(b) => return Some(i),
-                // `\\` in a string value resolves; elsewhere the second backslash may start
-                // an escape of its own, so look at it next.
-                Some(_) => from = i + 1,
-                None => return None,
-            }
+        first_escape(self.raw.as_bytes(), self.escaping)
+    }
+}
+
+/// Position of the first backslash in `bytes` that `escaping` resolves.
+#[inline]
+fn first_escape(bytes: &[u8], escaping: Escaping) -> Option<usize> {
+    let mut from = 0;
+    while let Some(p) = find_backslash(&bytes[from..]) {
+        let i = from + p;
+        match bytes.get(i + 1) {
+            Some(&b) if escaping.resolves(b) => return Some(i),
+            // `\\` in a string value resolves; elsewhere the second backslash may start an
+            // escape of its own, so look at it next.
+            Some(_) => from = i + 1,
+            None => return None,
         }
-        None
+    }
+    None
+}
+
+/// Names are short: a plain loop beats setting up a vector search below 16 bytes.
+#[inline]
+fn find_backslash(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 16 {
+        bytes.iter().position(|&b| b == b'\\')
+    } else {
+        memchr::memchr(b'\\', bytes)
     }
 }
 
@@ -132,41 +158,39 @@ impl<'a> EscapedStr<'a> {
 pub struct Chunks<'a> {
     rest: &'a str,
     escaping: Escaping,
+    /// Where in `rest` the next resolved escape is; `None` when there is none left.
+    next_escape: Option<usize>,
 }
 
 impl<'a> Iterator for Chunks<'a> {
     type Item = &'a str;
 
+    #[inline]
     fn next(&mut self) -> Option<&'a str> {
         if self.rest.is_empty() {
             return None;
         }
-        let bytes = self.rest.as_bytes();
-        if self.escaping != Escaping::Plain {
-            let mut from = 0;
-            while let Some(p) = memchr::memchr(b'\\', &bytes[from..]) {
-                let i = from + p;
-                match bytes.get(i + 1) {
-                    Some(&b) if self.escaping.resolves(b) => {
-                        if i > 0 {
-                            // The text before the escape; the escape comes next time.
-                            let (head, tail) = self.rest.split_at(i);
-                            self.rest = tail;
-                            return Some(head);
-                        }
-                        // An escape at the front: yield the escaped byte (ASCII) alone.
-                        let (escaped, tail) = self.rest[1..].split_at(1);
-                        self.rest = tail;
-                        return Some(escaped);
-                    }
-                    Some(_) => from = i + 1,
-                    None => break,
-                }
+        match self.next_escape {
+            None => {
+                let all = self.rest;
+                self.rest = "";
+                Some(all)
+            }
+            Some(0) => {
+                // The escaped byte (ASCII) alone, then find the next escape.
+                let (escaped, tail) = self.rest[1..].split_at(1);
+                self.rest = tail;
+                self.next_escape = first_escape(tail.as_bytes(), self.escaping);
+                Some(escaped)
+            }
+            Some(i) => {
+                // The text before the escape; the escape comes next time.
+                let (head, tail) = self.rest.split_at(i);
+                self.rest = tail;
+                self.next_escape = Some(0);
+                Some(head)
             }
         }
-        let all = self.rest;
-        self.rest = "";
-        Some(all)
     }
 }
 
@@ -187,6 +211,9 @@ impl fmt::Debug for EscapedStr<'_> {
 
 impl<'b> PartialEq<EscapedStr<'b>> for EscapedStr<'_> {
     fn eq(&self, other: &EscapedStr<'b>) -> bool {
+        if self.escaping == other.escaping && self.raw == other.raw {
+            return true;
+        }
         if !self.is_escaped() && !other.is_escaped() {
             return self.raw == other.raw;
         }
@@ -322,5 +349,18 @@ mod tests {
         assert_eq!(e.len(), 5);
         assert_eq!(e, EscapedStr::plain("a b,c"));
         assert_eq!("a b,c", e);
+        // Equal values in different escapings.
+        assert_eq!(
+            EscapedStr::new("x y", Escaping::String),
+            EscapedStr::plain("x y")
+        );
+        assert_eq!(
+            EscapedStr::new(r"a\,", Escaping::Tag),
+            EscapedStr::new(r"a\,", Escaping::Name)
+        );
+        assert_ne!(
+            EscapedStr::new(r"a\=", Escaping::Name),
+            EscapedStr::plain(r"a\=")
+        );
     }
 }

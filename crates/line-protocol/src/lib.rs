@@ -40,6 +40,7 @@
 
 mod error;
 mod escaped;
+mod number;
 mod parse;
 mod precision;
 mod split;

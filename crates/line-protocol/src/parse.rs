@@ -12,11 +12,12 @@
 
 use std::iter::FusedIterator;
 
-use memchr::{memchr2, memchr3};
+use memchr::memchr2;
 use smallvec::SmallVec;
 
 use crate::error::Reason;
 use crate::escaped::{EscapedStr, Escaping};
+use crate::number::{parse_f64, parse_i64};
 use crate::split::split;
 use crate::{Error, Precision};
 
@@ -289,31 +290,36 @@ pub(crate) fn parse_located<'a>(
     point(line, line_number, line_offset, options)
 }
 
-/// Parses one point and attaches where it came from.
+/// Parses one point and attaches where it came from. The point is built where the result
+/// lives, so the large inline tag and field arrays are not copied around.
+#[inline(always)]
 fn point<'a>(
     line: &'a str,
     line_number: usize,
     line_offset: usize,
     options: &ParseOptions,
 ) -> Result<ParsedLine<'a>, Error> {
-    match parse_point(line, options) {
-        Ok((measurement, tags, fields, timestamp)) => Ok(ParsedLine {
-            measurement,
-            tags,
-            fields,
-            timestamp,
-            line,
-            line_number,
-            line_offset,
-        }),
-        Err(Fail { reason, at }) => Err(Error::Parse {
-            line_number,
-            line_offset,
-            offset: line_offset + at,
-            line: line.into(),
-            reason,
-        }),
+    let mut result = Ok(ParsedLine {
+        measurement: EscapedStr::plain(""),
+        tags: TagSet::new(),
+        fields: FieldSet::new(),
+        timestamp: None,
+        line,
+        line_number,
+        line_offset,
+    });
+    if let Ok(point) = &mut result {
+        if let Err(Fail { reason, at }) = parse_point(line, options, point) {
+            result = Err(Error::Parse {
+                line_number,
+                line_offset,
+                offset: line_offset + at,
+                line: line.into(),
+                reason,
+            });
+        }
     }
+    result
 }
 
 /// A parse failure inside a line: why, and at which byte of the line.
@@ -328,40 +334,38 @@ fn fail<T>(reason: Reason, at: usize) -> Result<T, Fail> {
     Err(Fail { reason, at })
 }
 
-type Point<'a> = (EscapedStr<'a>, TagSet<'a>, FieldSet<'a>, Option<i64>);
-
 /// `parsePoint`: key, fields, the field iterator's checks, then the timestamp.
-fn parse_point<'a>(line: &'a str, options: &ParseOptions) -> Result<Point<'a>, Fail> {
+fn parse_point<'a>(
+    line: &'a str,
+    options: &ParseOptions,
+    point: &mut ParsedLine<'a>,
+) -> Result<(), Fail> {
     let b = line.as_bytes();
-    let (measurement_end, key_end, tags) = scan_key(line)?;
+    let (measurement_end, key_end) = scan_key(line, &mut point.tags)?;
     // `scanKey` then `len(key) > MaxKeyLength`.
     if key_end > MAX_KEY_LENGTH {
         return fail(Reason::MaxKeyLengthExceeded { size: key_end }, 0);
     }
-    let measurement = EscapedStr::new(&line[..measurement_end], Escaping::Name);
+    point.measurement = EscapedStr::new(&line[..measurement_end], Escaping::Name);
 
-    let scan = scan_fields(b, key_end, options)?;
-    let walked;
-    let splits = match &scan.splits {
-        Some(splits) => {
-            for &(key_start, eq, _) in splits {
-                check_series_key(key_end, key_start, eq)?;
-            }
-            splits
+    let mut splits = Splits::new();
+    let scan = scan_fields(b, key_end, options, &mut splits)?;
+    if scan.backslash {
+        splits.clear();
+        walk_fields(line, key_end, &scan, &mut splits)?;
+    } else {
+        for &(key_start, eq, _) in &splits {
+            check_series_key(key_end, key_start, eq)?;
         }
-        None => {
-            walked = walk_fields(line, key_end, &scan)?;
-            &walked
-        }
-    };
-    let timestamp = scan_time(line, scan.end, options.precision)?;
+    }
+    point.timestamp = scan_time(line, scan.end, options.precision)?;
     // InfluxDB types the values only when it stores the point, after everything above.
-    let fields = typed_fields(line, splits, options)?;
-    if fields.is_empty() {
+    typed_fields(line, &splits, options, &mut point.fields)?;
+    if point.fields.is_empty() {
         // Every field had an empty key (`m \t=1`), which InfluxDB's field iterator drops.
         return fail(Reason::MissingFields, scan.start);
     }
-    Ok((measurement, tags, fields, timestamp))
+    Ok(())
 }
 
 /// `skipWhitespace`: spaces, tabs and NUL bytes.
@@ -373,45 +377,70 @@ fn skip_whitespace(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Next index `>= from` holding one of `a`/`c` (or `d`) that is not preceded by a backslash,
-/// the "escaped" test of `scanMeasurement`, `scanTagsKey` and `scanTagsValue`.
-#[inline]
-fn find_unescaped2(b: &[u8], mut from: usize, a: u8, c: u8) -> Option<usize> {
-    loop {
-        let i = from + memchr2(a, c, b.get(from..)?)?;
-        if b[i - 1] != b'\\' {
-            return Some(i);
-        }
-        from = i + 1;
-    }
-}
+/// Byte classes for the key scanner: what ends a measurement, and what ends a tag key or value.
+const MEASUREMENT_END: u8 = 1;
+const TAG_END: u8 = 2;
 
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = MEASUREMENT_END | TAG_END;
+    t[b' ' as usize] = MEASUREMENT_END | TAG_END;
+    t[b'=' as usize] = TAG_END;
+    t
+};
+
+/// Next index `>= from` holding a byte of class `class` that is not preceded by a backslash,
+/// the "escaped" test of `scanMeasurement`, `scanTagsKey` and `scanTagsValue`. Names are
+/// short, so this looks at eight bytes at a time in a register rather than setting up a
+/// vector search.
 #[inline]
-fn find_unescaped3(b: &[u8], mut from: usize, a: u8, c: u8, d: u8) -> Option<usize> {
+fn find_unescaped(b: &[u8], from: usize, class: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bit 7 of each byte of the result is set where `v` has a zero byte (exact for the
+    // lowest such byte, which is the one used).
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut i = from;
     loop {
-        let i = from + memchr3(a, c, d, b.get(from..)?)?;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            let mut hits = zero(w ^ (ONES * u64::from(b','))) | zero(w ^ (ONES * u64::from(b' ')));
+            if class & TAG_END != 0 {
+                hits |= zero(w ^ (ONES * u64::from(b'=')));
+            }
+            if hits != 0 {
+                i += (hits.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        while i < b.len() && CLASS[b[i] as usize] & class == 0 {
+            i += 1;
+        }
+        if i >= b.len() {
+            return None;
+        }
         if b[i - 1] != b'\\' {
             return Some(i);
         }
-        from = i + 1;
+        i += 1;
     }
 }
 
 /// `scanKey`: measurement and tags. Returns the measurement's end, the key's end (the byte
 /// after the last tag value) and the tags.
-fn scan_key(line: &str) -> Result<(usize, usize, TagSet<'_>), Fail> {
+fn scan_key<'a>(line: &'a str, tags: &mut TagSet<'a>) -> Result<(usize, usize), Fail> {
     let b = line.as_bytes();
     // scanMeasurement: anything but a leading comma; a byte after a backslash is escaped.
     if b.is_empty() || b[0] == b',' {
         return fail(Reason::MissingMeasurement, 0);
     }
-    let Some(i) = find_unescaped2(b, 1, b',', b' ') else {
+    let Some(i) = find_unescaped(b, 1, MEASUREMENT_END) else {
         return fail(Reason::MissingFields, b.len());
     };
     let measurement_end = i;
-    let mut tags = TagSet::new();
     if b[i] == b' ' {
-        return Ok((measurement_end, i, tags));
+        return Ok((measurement_end, i));
     }
 
     let mut i = i + 1;
@@ -421,7 +450,7 @@ fn scan_key(line: &str) -> Result<(usize, usize, TagSet<'_>), Fail> {
         if i >= b.len() || matches!(b[i], b' ' | b',' | b'=') {
             return fail(Reason::MissingTagKey, i);
         }
-        let key_end = match find_unescaped3(b, i + 1, b' ', b',', b'=') {
+        let key_end = match find_unescaped(b, i + 1, TAG_END) {
             Some(e) if b[e] == b'=' => e,
             Some(e) => return fail(Reason::MissingTagValue, e),
             None => return fail(Reason::MissingTagValue, b.len()),
@@ -433,7 +462,7 @@ fn scan_key(line: &str) -> Result<(usize, usize, TagSet<'_>), Fail> {
         if i >= b.len() || matches!(b[i], b',' | b' ') {
             return fail(Reason::MissingTagValue, i);
         }
-        let end = match find_unescaped3(b, i + 1, b'=', b',', b' ') {
+        let end = match find_unescaped(b, i + 1, TAG_END) {
             None => return fail(Reason::MissingFields, b.len()),
             Some(e) if b[e] == b'=' => return fail(Reason::InvalidTagFormat, e),
             Some(e) => e,
@@ -443,10 +472,10 @@ fn scan_key(line: &str) -> Result<(usize, usize, TagSet<'_>), Fail> {
             EscapedStr::new(&line[value_start..end], Escaping::Tag),
         ));
         if b[end] == b' ' {
-            if has_duplicate_keys(&tags) {
+            if has_duplicate_keys(tags) {
                 return fail(Reason::DuplicateTags, measurement_end + 1);
             }
-            return Ok((measurement_end, end, tags));
+            return Ok((measurement_end, end));
         }
         i = end + 1;
     }
@@ -476,14 +505,25 @@ fn has_duplicate_keys(tags: &TagSet<'_>) -> bool {
 /// (key start, `=` position, value end) of each field, relative to the line.
 type Splits = SmallVec<[(usize, usize, usize); 8]>;
 
-/// What `scanFields` found: the field set's extent and, when it held no backslash, where
-/// each field's key and value are (with a backslash InfluxDB's iterator may split the fields
-/// differently, so they are found again the iterator's way).
+/// What `scanFields` found: the field set's extent and whether it held a backslash. Without
+/// one, the splits it recorded are where InfluxDB's field iterator splits too; with one, the
+/// iterator may split differently, so the fields are found again its way.
 struct FieldScan {
     start: usize,
     end: usize,
-    splits: Option<Splits>,
+    backslash: bool,
 }
+
+/// The bytes `scanFields` acts on; every other byte just advances.
+static FIELD_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\\' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'=' as usize] = true;
+    t[b',' as usize] = true;
+    t[b' ' as usize] = true;
+    t
+};
 
 #[inline]
 fn is_numeric(c: u8) -> bool {
@@ -491,20 +531,28 @@ fn is_numeric(c: u8) -> bool {
 }
 
 /// `scanFields`: validates the field set and finds its end (the first unquoted space).
-fn scan_fields(b: &[u8], from: usize, options: &ParseOptions) -> Result<FieldScan, Fail> {
+fn scan_fields(
+    b: &[u8],
+    from: usize,
+    options: &ParseOptions,
+    splits: &mut Splits,
+) -> Result<FieldScan, Fail> {
     let start = skip_whitespace(b, from);
     let mut i = start;
     let mut quoted = false;
     let mut equals = 0usize;
     let mut commas = 0usize;
     let mut backslash = false;
-    // (key start, `=` position, value end) of each field.
-    let mut splits = Splits::new();
     let mut field_start = start;
     let mut pending_eq: Option<usize> = None;
 
     while i < b.len() {
         let c = b[i];
+        if !FIELD_SPECIAL[c as usize] {
+            // Key bytes (values are scanned by `scan_number` / `scan_boolean` or are strings).
+            i += 1;
+            continue;
+        }
         if c == b'\\' && i + 1 < b.len() {
             backslash = true;
             i += 2;
@@ -562,7 +610,7 @@ fn scan_fields(b: &[u8], from: usize, options: &ParseOptions) -> Result<FieldSca
     Ok(FieldScan {
         start,
         end: i,
-        splits: (!backslash).then_some(splits),
+        backslash,
     })
 }
 
@@ -579,6 +627,11 @@ fn scan_number(b: &[u8], mut i: usize, accept_unsigned: bool) -> Result<usize, F
     let (mut decimal, mut scientific) = (false, false);
     while i < b.len() {
         let c = b[i];
+        if c.is_ascii_digit() {
+            // What every other check below would conclude for a digit.
+            i += 1;
+            continue;
+        }
         if c == b',' || c == b' ' {
             break;
         }
@@ -686,8 +739,8 @@ fn typed_fields<'a>(
     line: &'a str,
     splits: &[(usize, usize, usize)],
     options: &ParseOptions,
-) -> Result<FieldSet<'a>, Fail> {
-    let mut fields = FieldSet::new();
+    fields: &mut FieldSet<'a>,
+) -> Result<(), Fail> {
     for &(key_start, eq, value_end) in splits {
         let key = EscapedStr::new(&line[key_start..eq], Escaping::Name);
         if let Some(value) = typed_value(&line[eq + 1..value_end], eq + 1, options)? {
@@ -697,7 +750,7 @@ fn typed_fields<'a>(
             }
         }
     }
-    Ok(fields)
+    Ok(())
 }
 
 /// `max key length exceeded` for one field: measurement and tags, 4 bytes of separator in
@@ -714,10 +767,14 @@ fn check_series_key(key_len: usize, key_start: usize, eq: usize) -> Result<(), F
 /// `walkFields`' own split, used when the field set holds a backslash: a key ends at the first
 /// `=` not preceded by a backslash, a value at the first `,` outside quotes, where only `\"`
 /// and `\\` are escapes.
-fn walk_fields(line: &str, key_len: usize, scan: &FieldScan) -> Result<Splits, Fail> {
+fn walk_fields(
+    line: &str,
+    key_len: usize,
+    scan: &FieldScan,
+    splits: &mut Splits,
+) -> Result<(), Fail> {
     let b = line.as_bytes();
     let end = scan.end;
-    let mut splits = SmallVec::new();
     let mut p = scan.start;
     while p < end {
         let key_start = p;
@@ -752,7 +809,7 @@ fn walk_fields(line: &str, key_len: usize, scan: &FieldScan) -> Result<Splits, F
         splits.push((key_start, j, q));
         p = q + 1;
     }
-    Ok(splits)
+    Ok(())
 }
 
 /// `FieldIterator.Next` and the typed getters: the type comes from the first byte (and the
@@ -803,15 +860,15 @@ fn typed_value<'a>(
         let body = &value[..value.len() - 1];
         return match last {
             b'i' => match parse_i64(body) {
-                Some(v) => Ok(Some(FieldValue::I64(v))),
-                None => Err(unconvertible("integer")),
+                Ok(v) => Ok(Some(FieldValue::I64(v))),
+                Err(_) => Err(unconvertible("integer")),
             },
             b'u' => match body.parse::<u64>() {
                 Ok(v) if !body.starts_with('+') => Ok(Some(FieldValue::U64(v))),
                 _ => Err(unconvertible("unsigned")),
             },
-            _ => match value.parse::<f64>() {
-                Ok(v) if v.is_finite() => Ok(Some(FieldValue::F64(v))),
+            _ => match parse_f64(value) {
+                Some(v) if v.is_finite() => Ok(Some(FieldValue::F64(v))),
                 _ => Err(unconvertible("floating point")),
             },
         };
@@ -823,46 +880,53 @@ fn typed_value<'a>(
     }
 }
 
-/// Go's `strconv.ParseInt(s, 10, 64)`: an optional sign and decimal digits.
-#[inline]
-fn parse_i64(s: &str) -> Option<i64> {
-    s.parse::<i64>().ok()
-}
-
-/// `scanTime` plus the conversion and trailing-byte checks of `parsePoint`.
+/// `scanTime` plus the conversion and trailing-byte checks of `parsePoint`, in one pass over
+/// the digits for the common case.
 fn scan_time(line: &str, from: usize, precision: Precision) -> Result<Option<i64>, Fail> {
     let b = line.as_bytes();
     let start = skip_whitespace(b, from);
     let mut i = start;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'\n' || c == b' ' {
-            break;
-        }
-        if i == start && c == b'-' {
-            i += 1;
-            continue;
-        }
-        if !c.is_ascii_digit() {
-            return fail(Reason::BadTimestamp, i);
-        }
+    let negative = b.get(i) == Some(&b'-');
+    i += usize::from(negative);
+    let digits_start = i;
+    let mut value: u64 = 0;
+    while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(d));
         i += 1;
+    }
+    // Digits (and a leading `-`) run up to a space, a newline or the end; anything else is
+    // not a timestamp.
+    if i < b.len() && b[i] != b' ' && b[i] != b'\n' {
+        return fail(Reason::BadTimestamp, i);
     }
     if i == start {
         return Ok(None);
     }
-    let text = &line[start..i];
-    let ts = match text.parse::<i64>() {
-        Ok(ts) => ts,
-        Err(e) => {
-            let text = text.to_owned();
-            let reason = match e.kind() {
-                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                    Reason::TimestampOutOfRange { text }
+    let digits = i - digits_start;
+    let fast = match (digits, negative) {
+        (1..=19, false) => i64::try_from(value).ok(),
+        (1..=19, true) if value <= 1 << 63 => Some((value as i64).wrapping_neg()),
+        _ => None,
+    };
+    let ts = match fast {
+        Some(ts) => ts,
+        // Too many digits for the fast path (maybe zero-padded), out of range, or a lone `-`.
+        None => {
+            let text = &line[start..i];
+            match parse_i64(text) {
+                Ok(ts) => ts,
+                Err(e) => {
+                    let text = text.to_owned();
+                    let reason = match e.kind() {
+                        std::num::IntErrorKind::PosOverflow
+                        | std::num::IntErrorKind::NegOverflow => {
+                            Reason::TimestampOutOfRange { text }
+                        }
+                        _ => Reason::TimestampSyntax { text },
+                    };
+                    return fail(reason, start);
                 }
-                _ => Reason::TimestampSyntax { text },
-            };
-            return fail(reason, start);
+            }
         }
     };
     if precision.checked_nanos(ts).is_none() {

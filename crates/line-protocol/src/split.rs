@@ -234,16 +234,8 @@ impl<'a> Iterator for SplitLines<'a> {
             return None;
         }
         let start = self.pos;
-        let mut splitter = Splitter::default();
-        match splitter.find_end(self.body, start) {
-            Some(end) => {
-                self.pos = end + 1;
-                Some(&self.body[start..end])
-            }
-            None => {
-                self.pos = self.body.len();
-                Some(&self.body[start..])
-            }
-        }
+        let found = split(self.body, start);
+        self.pos = found.next;
+        Some(&self.body[start..found.end])
     }
 }

@@ -12,6 +12,8 @@
 use smallvec::SmallVec;
 
 use crate::error::{excerpt, Element};
+use crate::escaped::EscapedStr;
+use crate::number::{format_f64, FloatBuffer};
 use crate::parse::{FieldValue, ParsedLine};
 use crate::Error;
 
@@ -161,6 +163,77 @@ fn put_name<'c, B: LineBuffer + ?Sized>(
     Ok(())
 }
 
+/// Why [`put_name_str`] stopped.
+enum Stop {
+    /// The value cannot be written.
+    Unwritable(Error),
+    /// The text came from a parsed line and holds a backslash: it may need unescaping first.
+    Backslash,
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Unwritable(e)
+    }
+}
+
+/// [`put_name`] for a value in one piece: the common case, kept simple for speed. With
+/// `parsed`, `s` is the raw text of a parsed name and the first backslash stops the write (the
+/// caller rolls back and unescapes), which spares a separate scan for escapes.
+#[inline]
+fn put_name_str<B: LineBuffer + ?Sized>(
+    buf: &mut B,
+    s: &str,
+    rules: &Rules,
+    element: Element,
+    parsed: bool,
+) -> Result<(), Stop> {
+    let b = s.as_bytes();
+    let unwritable = |offset: usize, problem: &'static str| Error::Unwritable {
+        element,
+        offset,
+        excerpt: excerpt(s),
+        problem,
+    };
+    if b.is_empty() {
+        return Err(unwritable(0, "it is empty").into());
+    }
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if !rules.special[c as usize] {
+            continue;
+        }
+        if c == b'\\' && parsed {
+            return Err(Stop::Backslash);
+        }
+        buf.put(&b[run..i]);
+        run = i + 1;
+        match c {
+            b'\n' => return Err(unwritable(i, "a newline ends the point").into()),
+            b'\\' => match b.get(i + 1) {
+                None => {
+                    return Err(unwritable(
+                        i,
+                        "a trailing backslash would escape the separator after it",
+                    )
+                    .into())
+                }
+                Some(&n) if rules.resolves[n as usize] => {
+                    return Err(unwritable(
+                        i,
+                        "a backslash before this character is read back as an escape",
+                    )
+                    .into())
+                }
+                Some(_) => buf.put(b"\\"),
+            },
+            _ => buf.put(&[b'\\', c]),
+        }
+    }
+    buf.put(&b[run..]);
+    Ok(())
+}
+
 /// Appends a string field value, quoted, with `"` and `\` escaped.
 fn put_string<'c, B: LineBuffer + ?Sized>(buf: &mut B, chunks: impl Iterator<Item = &'c str>) {
     buf.put(b"\"");
@@ -192,9 +265,8 @@ fn put_f64<B: LineBuffer + ?Sized>(buf: &mut B, v: f64) -> Result<(), Error> {
             problem: "InfluxDB stores no NaN or infinite floats",
         });
     }
-    let mut b = ryu::Buffer::new();
-    let s = b.format_finite(v);
-    buf.put(s.strip_suffix(".0").unwrap_or(s).as_bytes());
+    let mut out: FloatBuffer = [0; 40];
+    buf.put(format_f64(v, &mut out).as_bytes());
     Ok(())
 }
 
@@ -287,13 +359,20 @@ impl<'b, B: LineBuffer + ?Sized> LineWriter<'b, B> {
             error: None,
             fields: 0,
         };
-        state.name(std::iter::once(name), &MEASUREMENT, Element::Measurement);
+        state.name_str(name, &MEASUREMENT, Element::Measurement);
         TagWriter {
             state,
             tags: SmallVec::new(),
             sort: self.options.sort_tags,
         }
     }
+}
+
+/// A field key as the builder (plain) or a parsed line (escaped) has it.
+#[derive(Clone, Copy)]
+enum FieldKey<'k, 'v> {
+    Str(&'k str),
+    Escaped(&'k EscapedStr<'v>),
 }
 
 /// What every writer stage carries: the buffer, where the line started, the first error.
@@ -306,6 +385,74 @@ struct State<'b, B: LineBuffer + ?Sized> {
 }
 
 impl<B: LineBuffer + ?Sized> State<'_, B> {
+    /// Writes a name given as one slice.
+    #[inline]
+    fn name_str(&mut self, s: &str, rules: &Rules, element: Element) {
+        if self.error.is_some() {
+            return;
+        }
+        if !self.check_leading(s, element) {
+            return;
+        }
+        if let Err(Stop::Unwritable(e)) = put_name_str(self.buf, s, rules, element, false) {
+            self.error = Some(e);
+        }
+    }
+
+    /// Records an error when the first byte of `s` cannot start `element`.
+    #[inline]
+    fn check_leading(&mut self, s: &str, element: Element) -> bool {
+        if let Some(problem) = self.leading_problem(element, s.as_bytes().first().copied()) {
+            self.error = Some(Error::Unwritable {
+                element,
+                offset: 0,
+                excerpt: excerpt(s),
+                problem,
+            });
+            return false;
+        }
+        true
+    }
+
+    /// Writes a parsed name: one slice when nothing needs unescaping, else piecewise.
+    #[inline]
+    fn name_escaped(&mut self, s: &EscapedStr<'_>, rules: &Rules, element: Element) {
+        if self.error.is_some() {
+            return;
+        }
+        let before = self.buf.len();
+        let raw = s.raw();
+        if !self.check_leading(raw, element) {
+            return;
+        }
+        match put_name_str(self.buf, raw, rules, element, true) {
+            Ok(()) => {}
+            Err(Stop::Unwritable(e)) => self.error = Some(e),
+            Err(Stop::Backslash) => {
+                self.buf.truncate(before);
+                match s.unescaped_slice() {
+                    Some(plain) => self.name_str(plain, rules, element),
+                    None => self.name(s.chunks(), rules, element),
+                }
+            }
+        }
+    }
+
+    /// What is wrong with a name's first byte where it starts a line or the field set.
+    #[inline]
+    fn leading_problem(&self, element: Element, first: Option<u8>) -> Option<&'static str> {
+        match (element, first) {
+            (Element::Measurement, Some(b'#')) => Some("a line starting with '#' is a comment"),
+            (Element::Measurement, Some(b'\t' | 0)) => {
+                Some("InfluxDB skips a leading tab or NUL here")
+            }
+            (Element::FieldKey, Some(b'\t' | 0)) if self.fields == 0 => {
+                Some("InfluxDB skips a leading tab or NUL here")
+            }
+            _ => None,
+        }
+    }
+
     fn name<'c>(
         &mut self,
         chunks: impl Iterator<Item = &'c str> + Clone,
@@ -315,18 +462,8 @@ impl<B: LineBuffer + ?Sized> State<'_, B> {
         if self.error.is_some() {
             return;
         }
-        let mut first = chunks.clone().flat_map(str::bytes).next();
-        if element == Element::FieldKey && self.fields > 0 {
-            first = None;
-        }
-        let problem = match (element, first) {
-            (Element::Measurement, Some(b'#')) => Some("a line starting with '#' is a comment"),
-            (Element::Measurement | Element::FieldKey, Some(b'\t' | 0)) => {
-                Some("InfluxDB skips a leading tab or NUL here")
-            }
-            _ => None,
-        };
-        if let Some(problem) = problem {
+        let first = chunks.clone().flat_map(str::bytes).next();
+        if let Some(problem) = self.leading_problem(element, first) {
             self.error = Some(Error::Unwritable {
                 element,
                 offset: 0,
@@ -340,12 +477,17 @@ impl<B: LineBuffer + ?Sized> State<'_, B> {
         }
     }
 
-    fn field<'c>(&mut self, key: impl Iterator<Item = &'c str> + Clone, value: &FieldValue<'_>) {
+    /// Writes `,key=value` (or ` key=value` for the first field).
+    #[inline]
+    fn field(&mut self, key: FieldKey<'_, '_>, value: &FieldValue<'_>) {
         if self.error.is_some() {
             return;
         }
         self.buf.put(if self.fields == 0 { b" " } else { b"," });
-        self.name(key, &FIELD_KEY, Element::FieldKey);
+        match key {
+            FieldKey::Str(k) => self.name_str(k, &FIELD_KEY, Element::FieldKey),
+            FieldKey::Escaped(k) => self.name_escaped(k, &FIELD_KEY, Element::FieldKey),
+        }
         self.fields += 1;
         if self.error.is_some() {
             return;
@@ -413,10 +555,10 @@ impl<'b, 'v, B: LineBuffer + ?Sized> TagWriter<'b, 'v, B> {
                 break;
             }
             state.buf.put(b",");
-            state.name(std::iter::once(k), &TAG, Element::TagKey);
+            state.name_str(k, &TAG, Element::TagKey);
             if state.error.is_none() {
                 state.buf.put(b"=");
-                state.name(std::iter::once(v), &TAG, Element::TagValue);
+                state.name_str(v, &TAG, Element::TagValue);
             }
         }
         FieldWriter {
@@ -461,7 +603,7 @@ pub struct FieldWriter<'b, B: LineBuffer + ?Sized> {
 impl<'b, B: LineBuffer + ?Sized> FieldWriter<'b, B> {
     /// Adds a field of any type.
     pub fn field(mut self, key: &str, value: FieldValue<'_>) -> Self {
-        self.state.field(std::iter::once(key), &value);
+        self.state.field(FieldKey::Str(key), &value);
         self
     }
     /// Adds a float field.
@@ -516,24 +658,21 @@ pub fn write_line<B: LineBuffer + ?Sized>(
         error: None,
         fields: 0,
     };
-    state.name(
-        line.measurement.chunks(),
-        &MEASUREMENT,
-        Element::Measurement,
-    );
-    let mut order: SmallVec<[usize; 8]> = (0..line.tags.len()).collect();
-    if options.sort_tags {
-        order.sort_by(|&a, &b| line.tags[a].0.cmp(&line.tags[b].0));
+    state.name_escaped(&line.measurement, &MEASUREMENT, Element::Measurement);
+    let tags = &line.tags;
+    let mut order: SmallVec<[u16; 8]> = SmallVec::new();
+    let sort = options.sort_tags && tags.len() > 1;
+    if sort {
+        order.extend((0..tags.len()).map(|i| i as u16));
+        order.sort_by(|&a, &b| tags[usize::from(a)].0.cmp(&tags[usize::from(b)].0));
     }
-    if state.error.is_none() {
-        let keys = order
-            .iter()
-            .map(|&i| &line.tags[i])
-            .filter(|t| !t.1.is_empty());
-        state.error = duplicate_tag(keys.map(|t| t.0), options.sort_tags);
+    let nth = |i: usize| &tags[if sort { usize::from(order[i]) } else { i }];
+    if state.error.is_none() && tags.len() > 1 {
+        let keys = (0..tags.len()).map(nth).filter(|t| !t.1.is_empty());
+        state.error = duplicate_tag(keys.map(|t| &t.0), sort);
     }
-    for i in order {
-        let (k, v) = &line.tags[i];
+    for i in 0..tags.len() {
+        let (k, v) = nth(i);
         if state.error.is_some() {
             break;
         }
@@ -541,14 +680,14 @@ pub fn write_line<B: LineBuffer + ?Sized>(
             continue;
         }
         state.buf.put(b",");
-        state.name(k.chunks(), &TAG, Element::TagKey);
+        state.name_escaped(k, &TAG, Element::TagKey);
         if state.error.is_none() {
             state.buf.put(b"=");
-            state.name(v.chunks(), &TAG, Element::TagValue);
+            state.name_escaped(v, &TAG, Element::TagValue);
         }
     }
     for (k, v) in &line.fields {
-        state.field(k.chunks(), v);
+        state.field(FieldKey::Escaped(k), v);
     }
     state.finish(line.timestamp)
 }
