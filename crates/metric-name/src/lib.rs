@@ -43,7 +43,6 @@ mod error;
 mod nameprep;
 mod percent;
 mod punycode;
-#[allow(clippy::unreadable_literal)]
 mod tables;
 
 pub use error::{Context, Direction, Error};
