@@ -8,60 +8,114 @@
 //! a byte >= 0x80 is sign-extended before the XOR. That differs from textbook FNV-1a only for
 //! non-ASCII bytes, and it is what a running carbon-c-relay computes, so it is what we compute.
 
-/// Per-round shift amounts (RFC 1321 §3.4).
-const SHIFTS: [u32; 64] = [
-    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, //
-    5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, //
-    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, //
-    6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
-];
-
-/// `floor(abs(sin(i + 1)) * 2^32)` (RFC 1321 §3.4).
-const SINES: [u32; 64] = [
-    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, //
-    0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501, //
-    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, //
-    0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821, //
-    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, //
-    0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8, //
-    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, //
-    0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, //
-    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, //
-    0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, //
-    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, //
-    0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, //
-    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, //
-    0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1, //
-    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, //
-    0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
-];
-
 const INIT: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
 
+/// One MD5 step (RFC 1321 §3.4): `a = b + ((a + f(b, c, d) + x + t) <<< s)`.
+macro_rules! step {
+    ($f:expr, $a:ident, $b:ident, $c:ident, $d:ident, $x:expr, $t:expr, $s:expr) => {
+        $a = $b.wrapping_add(
+            $a.wrapping_add($f($b, $c, $d))
+                .wrapping_add($x)
+                .wrapping_add($t)
+                .rotate_left($s),
+        );
+    };
+}
+
+fn round_f(b: u32, c: u32, d: u32) -> u32 {
+    (b & c) | (!b & d)
+}
+
+fn round_g(b: u32, c: u32, d: u32) -> u32 {
+    (b & d) | (c & !d)
+}
+
+fn round_h(b: u32, c: u32, d: u32) -> u32 {
+    b ^ c ^ d
+}
+
+fn round_i(b: u32, c: u32, d: u32) -> u32 {
+    c ^ (b | !d)
+}
+
+/// The 64 steps written out with RFC 1321's constants (`floor(abs(sin(i + 1)) * 2^32)`),
+/// which lets the compiler keep everything in registers: placement hashes every metric.
 fn compress(state: &mut [u32; 4], block: &[u8]) {
     debug_assert_eq!(block.len(), 64);
-    let mut m = [0u32; 16];
-    for (word, bytes) in m.iter_mut().zip(block.chunks_exact(4)) {
+    let mut x = [0u32; 16];
+    for (word, bytes) in x.iter_mut().zip(block.chunks_exact(4)) {
         *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
     let [mut a, mut b, mut c, mut d] = *state;
-    for i in 0..64 {
-        let (f, g) = match i / 16 {
-            0 => ((b & c) | (!b & d), i),
-            1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-            2 => (b ^ c ^ d, (3 * i + 5) % 16),
-            _ => (c ^ (b | !d), (7 * i) % 16),
-        };
-        let rotated = a
-            .wrapping_add(f)
-            .wrapping_add(SINES[i])
-            .wrapping_add(m[g])
-            .rotate_left(SHIFTS[i]);
-        a = d;
-        d = c;
-        c = b;
-        b = b.wrapping_add(rotated);
-    }
+
+    step!(round_f, a, b, c, d, x[0], 0xd76aa478, 7);
+    step!(round_f, d, a, b, c, x[1], 0xe8c7b756, 12);
+    step!(round_f, c, d, a, b, x[2], 0x242070db, 17);
+    step!(round_f, b, c, d, a, x[3], 0xc1bdceee, 22);
+    step!(round_f, a, b, c, d, x[4], 0xf57c0faf, 7);
+    step!(round_f, d, a, b, c, x[5], 0x4787c62a, 12);
+    step!(round_f, c, d, a, b, x[6], 0xa8304613, 17);
+    step!(round_f, b, c, d, a, x[7], 0xfd469501, 22);
+    step!(round_f, a, b, c, d, x[8], 0x698098d8, 7);
+    step!(round_f, d, a, b, c, x[9], 0x8b44f7af, 12);
+    step!(round_f, c, d, a, b, x[10], 0xffff5bb1, 17);
+    step!(round_f, b, c, d, a, x[11], 0x895cd7be, 22);
+    step!(round_f, a, b, c, d, x[12], 0x6b901122, 7);
+    step!(round_f, d, a, b, c, x[13], 0xfd987193, 12);
+    step!(round_f, c, d, a, b, x[14], 0xa679438e, 17);
+    step!(round_f, b, c, d, a, x[15], 0x49b40821, 22);
+
+    step!(round_g, a, b, c, d, x[1], 0xf61e2562, 5);
+    step!(round_g, d, a, b, c, x[6], 0xc040b340, 9);
+    step!(round_g, c, d, a, b, x[11], 0x265e5a51, 14);
+    step!(round_g, b, c, d, a, x[0], 0xe9b6c7aa, 20);
+    step!(round_g, a, b, c, d, x[5], 0xd62f105d, 5);
+    step!(round_g, d, a, b, c, x[10], 0x02441453, 9);
+    step!(round_g, c, d, a, b, x[15], 0xd8a1e681, 14);
+    step!(round_g, b, c, d, a, x[4], 0xe7d3fbc8, 20);
+    step!(round_g, a, b, c, d, x[9], 0x21e1cde6, 5);
+    step!(round_g, d, a, b, c, x[14], 0xc33707d6, 9);
+    step!(round_g, c, d, a, b, x[3], 0xf4d50d87, 14);
+    step!(round_g, b, c, d, a, x[8], 0x455a14ed, 20);
+    step!(round_g, a, b, c, d, x[13], 0xa9e3e905, 5);
+    step!(round_g, d, a, b, c, x[2], 0xfcefa3f8, 9);
+    step!(round_g, c, d, a, b, x[7], 0x676f02d9, 14);
+    step!(round_g, b, c, d, a, x[12], 0x8d2a4c8a, 20);
+
+    step!(round_h, a, b, c, d, x[5], 0xfffa3942, 4);
+    step!(round_h, d, a, b, c, x[8], 0x8771f681, 11);
+    step!(round_h, c, d, a, b, x[11], 0x6d9d6122, 16);
+    step!(round_h, b, c, d, a, x[14], 0xfde5380c, 23);
+    step!(round_h, a, b, c, d, x[1], 0xa4beea44, 4);
+    step!(round_h, d, a, b, c, x[4], 0x4bdecfa9, 11);
+    step!(round_h, c, d, a, b, x[7], 0xf6bb4b60, 16);
+    step!(round_h, b, c, d, a, x[10], 0xbebfbc70, 23);
+    step!(round_h, a, b, c, d, x[13], 0x289b7ec6, 4);
+    step!(round_h, d, a, b, c, x[0], 0xeaa127fa, 11);
+    step!(round_h, c, d, a, b, x[3], 0xd4ef3085, 16);
+    step!(round_h, b, c, d, a, x[6], 0x04881d05, 23);
+    step!(round_h, a, b, c, d, x[9], 0xd9d4d039, 4);
+    step!(round_h, d, a, b, c, x[12], 0xe6db99e5, 11);
+    step!(round_h, c, d, a, b, x[15], 0x1fa27cf8, 16);
+    step!(round_h, b, c, d, a, x[2], 0xc4ac5665, 23);
+
+    step!(round_i, a, b, c, d, x[0], 0xf4292244, 6);
+    step!(round_i, d, a, b, c, x[7], 0x432aff97, 10);
+    step!(round_i, c, d, a, b, x[14], 0xab9423a7, 15);
+    step!(round_i, b, c, d, a, x[5], 0xfc93a039, 21);
+    step!(round_i, a, b, c, d, x[12], 0x655b59c3, 6);
+    step!(round_i, d, a, b, c, x[3], 0x8f0ccc92, 10);
+    step!(round_i, c, d, a, b, x[10], 0xffeff47d, 15);
+    step!(round_i, b, c, d, a, x[1], 0x85845dd1, 21);
+    step!(round_i, a, b, c, d, x[8], 0x6fa87e4f, 6);
+    step!(round_i, d, a, b, c, x[15], 0xfe2ce6e0, 10);
+    step!(round_i, c, d, a, b, x[6], 0xa3014314, 15);
+    step!(round_i, b, c, d, a, x[13], 0x4e0811a1, 21);
+    step!(round_i, a, b, c, d, x[4], 0xf7537e82, 6);
+    step!(round_i, d, a, b, c, x[11], 0xbd3af235, 10);
+    step!(round_i, c, d, a, b, x[2], 0x2ad7d2bb, 15);
+    step!(round_i, b, c, d, a, x[9], 0xeb86d391, 21);
+
     state[0] = state[0].wrapping_add(a);
     state[1] = state[1].wrapping_add(b);
     state[2] = state[2].wrapping_add(c);
