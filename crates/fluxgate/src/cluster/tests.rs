@@ -620,3 +620,66 @@ fn place_replaces_out_and_every_kind_yields_distinct_indices() {
         }
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    fn host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9][a-z0-9.-]{0,30}",
+            "[0-9a-f]{1,4}(:[0-9a-f]{0,4}){2,7}",
+            "[^\\s\\[\\]/:]{1,12}",
+        ]
+        .prop_filter("valid host", |h| check_host(h).is_ok())
+    }
+
+    fn instance() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[^\\s]{1,10}".prop_filter("valid", |i| check_instance(i).is_ok()))
+    }
+
+    proptest! {
+        #[test]
+        fn destinations_print_what_they_parse(
+            host in host(), port in 1u16.., instance in instance()
+        ) {
+            let destination = Destination::new(host, port, instance).unwrap();
+            let text = destination.to_string();
+            prop_assert_eq!(text.parse::<Destination>().unwrap(), destination);
+        }
+
+        #[test]
+        fn parsing_anything_never_panics(text in "\\PC{0,40}") {
+            if let Ok(destination) = text.parse::<Destination>() {
+                prop_assert_eq!(destination.to_string().parse::<Destination>(), Ok(destination));
+            }
+        }
+
+        #[test]
+        fn placement_is_deterministic_and_in_range(
+            name in "\\PC{0,60}", replication in 1usize..=4, diverse: bool, kind in 0usize..7
+        ) {
+            let kinds = [
+                ClusterKind::Forward,
+                ClusterKind::AnyOf,
+                ClusterKind::Failover,
+                ClusterKind::CarbonCh,
+                ClusterKind::CarbonChCompat,
+                ClusterKind::Fnv1aCh,
+                ClusterKind::JumpFnv1aCh,
+            ];
+            let destinations = ["10.0.0.1:2003:a", "10.0.0.1:2103:b", "10.0.0.2:2003", "[::1]:2003:10"]
+                .iter()
+                .map(|d| d.parse().unwrap())
+                .collect();
+            let cluster = Cluster::new(kinds[kind], destinations, replication, diverse).unwrap();
+            let (mut first, mut second) = (Vec::new(), Vec::new());
+            cluster.place(&name, &mut first);
+            cluster.place(&name, &mut second);
+            prop_assert_eq!(&first, &second);
+            prop_assert_eq!(first.len(), cluster.max_placements());
+            prop_assert!(first.iter().all(|&i| i < 4));
+        }
+    }
+}
