@@ -20,8 +20,8 @@
 //! `(host, instance)` (the port does not count, so two caches on one host need instances),
 //! with 100 replicas whose keys are Python's `"%s:%d" % ((host, instance), i)`, e.g.
 //! `('10.0.0.1', 'a'):0` or `('10.0.0.1', None):0`, Python string quoting and escaping
-//! included. A replica's position is the first two bytes of the key's MD5, big-endian; since
-//! carbon 0.9.11 a position already taken moves up by one until free (past 65535 if need be).
+//! included. A replica's position is the first two bytes of the key's MD5, big-endian; in
+//! carbon 1.x a position already taken moves up by one until free (past 65535 if need be).
 //! A name is hashed the same way; its destinations are the distinct nodes met walking the ring
 //! from the first position >= the hash, and with `diverse_replicas` (carbon's
 //! `DIVERSE_REPLICAS`, on by default) a node whose host already has a copy is skipped, so
