@@ -5,6 +5,7 @@
 //! batches through bounded queues, never one message per metric.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod dry_run;
 pub mod listener;
