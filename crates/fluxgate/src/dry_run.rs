@@ -77,7 +77,7 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(s, "  {t}");
     }
     s.push_str("\noutputs:\n");
-    if config.outputs.influxdb.is_empty() {
+    if config.outputs.influxdb.is_empty() && config.outputs.graphite.is_empty() {
         s.push_str("  (none: accepted points go nowhere)\n");
     }
     for o in &config.outputs.influxdb {
@@ -97,6 +97,13 @@ pub fn describe(config: &Config) -> String {
             s,
             "  influxdb {:?} {} {} {dest} batch_size={} flush_interval={:?} max_in_flight={} queue_points={} overflow={:?} gzip={}",
             o.name, o.api, o.url, o.batch_size, o.flush_interval, o.max_in_flight, o.queue_points, o.overflow, o.gzip
+        );
+    }
+    for o in &config.outputs.graphite {
+        let _ = writeln!(
+            s,
+            "  graphite {:?} {:?} cluster={} replication={} destinations={:?} batch_size={} queue_points={} (per destination) overflow={:?} template={:?}",
+            o.name, o.protocol, o.cluster, o.replication, o.destinations, o.batch_size, o.queue_points, o.overflow, o.template
         );
     }
     s.push_str("\nroutes: every output receives every point\n");
