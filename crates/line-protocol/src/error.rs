@@ -191,6 +191,12 @@ pub enum Reason {
         /// The value text.
         value: String,
     },
+    /// A string value whose closing quote is followed by text ending in a multi-byte
+    /// character: InfluxDB drops the value's last byte and would store broken UTF-8.
+    BrokenString {
+        /// The value text.
+        value: String,
+    },
     /// `bad timestamp`: a character other than a digit (or a leading `-`).
     BadTimestamp,
     /// `strconv.ParseInt: parsing "T": invalid syntax` (a lone `-`).
@@ -260,6 +266,11 @@ impl fmt::Display for Reason {
                     "unable to parse {kind} value {quoted}: strconv.{func}: parsing {quoted}: invalid syntax"
                 )
             }
+            Reason::BrokenString { value } => write!(
+                f,
+                "invalid string value {}: dropping its last byte, as InfluxDB does, splits a UTF-8 character",
+                go_quote(value)
+            ),
             Reason::BadTimestamp => f.write_str("bad timestamp"),
             Reason::TimestampSyntax { text } => {
                 write!(f, "strconv.ParseInt: parsing \"{text}\": invalid syntax")

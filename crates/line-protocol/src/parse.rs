@@ -831,10 +831,16 @@ fn typed_value<'a>(
         at,
     };
     if first == b'"' {
-        let inner = if b.len() >= 2 {
-            &value[1..value.len() - 1]
-        } else {
-            ""
+        // InfluxDB takes the bytes between the first and the last byte, whatever the last is
+        // (`"a"b` is `a"`); when that cuts a UTF-8 character it would store broken text.
+        let end = value.len().saturating_sub(1).max(1);
+        let Some(inner) = value.get(1..end) else {
+            return fail(
+                Reason::BrokenString {
+                    value: value.to_owned(),
+                },
+                at,
+            );
         };
         if let Some(max) = options.max_string_bytes {
             if inner.len() > max {

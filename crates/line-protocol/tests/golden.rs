@@ -314,6 +314,11 @@ fn exact_error_messages() {
             r#"m a\\="x=1" 1"#,
             r#"unable to parse floating point value "1\"": strconv.ParseFloat: parsing "1\"": invalid syntax"#,
         ),
+        // Dropping the last byte after the closing quote would cut the `é` in two.
+        (
+            r#"m f="a"é"#,
+            r#"invalid string value "\"a\"é": dropping its last byte, as InfluxDB does, splits a UTF-8 character"#,
+        ),
         // Every field dropped for an empty key (see the crate docs).
         ("m \t=1", "missing fields"),
     ];

@@ -291,7 +291,10 @@ fn regressions() {
         "\"m\" \"f\"=1",
         "m \t=1,g=2",
         "m\\\nx f=1",
+        "m,t=v f=1 1\0\\\n\n1",
     ] {
         parse_write_parse(body.as_bytes());
     }
+    // Found by the fuzzer: a string value's last byte is inside a multi-byte character.
+    parse_write_parse(b"\x10x fk=\x22s\x5c\x5c=b/y\x01\x16\x22\x22\x5cg\x5cv\x5c\x5ck=\x1d\x00\x00\x00\x00\x00\x00\x00\x01\x16\x22\x22\x5cg=0.,hi=s\x5c\x5c\x5c\x22\x5ca\x22z\xc2\xab");
 }
