@@ -325,7 +325,12 @@ impl OutputSet {
 enum Matcher {
     All,
     Prefixes(Vec<String>),
-    Regexes(Vec<Regex>),
+    /// `any` is the alternation of `each`, so a rule with many patterns costs one search;
+    /// `each` tells `describe` which pattern it was.
+    Regexes {
+        any: Regex,
+        each: Vec<Regex>,
+    },
 }
 
 impl Matcher {
@@ -337,7 +342,7 @@ impl Matcher {
                 .iter()
                 .find(|p| key.starts_with(p.as_str()))
                 .map(String::as_str),
-            Self::Regexes(r) => r.iter().find(|r| r.is_match(key)).map(Regex::as_str),
+            Self::Regexes { each, .. } => each.iter().find(|r| r.is_match(key)).map(Regex::as_str),
         }
     }
 
@@ -346,7 +351,7 @@ impl Matcher {
         match self {
             Self::All => true,
             Self::Prefixes(p) => p.iter().any(|p| key.starts_with(p.as_str())),
-            Self::Regexes(r) => r.iter().any(|r| r.is_match(key)),
+            Self::Regexes { any, .. } => any.is_match(key),
         }
     }
 }
@@ -525,11 +530,37 @@ fn path_len(name: &str) -> usize {
     memchr::memchr(b';', name.as_bytes()).unwrap_or(name.len())
 }
 
+/// Longest segment the encoder passes through unchanged (a DNS label).
+const MAX_SAFE_SEGMENT: usize = 63;
+
+/// True when `path` needs no work: non-empty, no empty segment (so no leading, trailing or
+/// doubled dot), every other byte in `keep`, no segment longer than `max_segment`. One pass,
+/// no splitting: this is what every already-clean name costs.
+#[inline]
+fn is_tidy(path: &[u8], keep: &[bool; 256], max_segment: usize) -> bool {
+    let mut ok = true;
+    let mut run = 0usize;
+    for &b in path {
+        if b == b'.' {
+            ok &= run != 0;
+            run = 0;
+        } else {
+            ok &= keep[b as usize];
+            run += 1;
+        }
+        ok &= run <= max_segment;
+    }
+    ok & (run != 0)
+}
+
 /// Cleanses Graphite names as configured by `validation`.
 #[derive(Clone)]
 pub struct Cleanser {
     validation: Validation,
+    /// `cleanse`: bytes kept as they are (dots apart).
     allowed: [bool; 256],
+    /// `encode`: bytes the encoder leaves alone (dots apart).
+    safe: [bool; 256],
     encoder: SegmentEncoder,
 }
 
@@ -587,9 +618,16 @@ impl Cleanser {
         if validation == Validation::Encode && encoder.encoding != metric_name::Encoding::Idna {
             return Err(RouteError::EncodeNeedsIdna);
         }
+        // Derived from the encoder itself so the fast path can never disagree with it.
+        let mut safe = [false; 256];
+        for b in 0..128u8 {
+            let mut one = [0u8; 4];
+            safe[b as usize] = b != b'.' && encoder.is_safe(char::from(b).encode_utf8(&mut one));
+        }
         Ok(Self {
             validation,
             allowed,
+            safe,
             encoder,
         })
     }
@@ -618,13 +656,7 @@ impl Cleanser {
     ) -> Result<&'a str, NameError> {
         let (path, tags) = name.split_at(path_len(name));
         let bytes = path.as_bytes();
-        let mut clean = !bytes.is_empty() && bytes[0] != b'.' && bytes[bytes.len() - 1] != b'.';
-        let mut previous = 0u8;
-        for &b in bytes {
-            clean &= self.allowed[b as usize] || (b == b'.' && previous != b'.');
-            previous = b;
-        }
-        if clean {
+        if is_tidy(bytes, &self.allowed, usize::MAX) {
             return Ok(name);
         }
         scratch.clear();
@@ -658,11 +690,7 @@ impl Cleanser {
         scratch: &'a mut String,
     ) -> Result<&'a str, NameError> {
         let (path, tags) = name.split_at(path_len(name));
-        if !path.is_empty()
-            && path
-                .split('.')
-                .all(|s| !s.is_empty() && self.encoder.is_safe(s))
-        {
+        if is_tidy(path.as_bytes(), &self.safe, MAX_SAFE_SEGMENT) {
             return Ok(name);
         }
         scratch.clear();
@@ -855,18 +883,28 @@ impl Router {
                 if patterns.iter().any(|p| p == "*") {
                     Matcher::All
                 } else {
-                    Matcher::Regexes(
-                        patterns
-                            .iter()
-                            .map(|p| {
-                                Regex::new(p).map_err(|e| RouteError::Regex {
-                                    rule,
-                                    pattern: p.clone(),
-                                    message: e.to_string(),
-                                })
+                    let each = patterns
+                        .iter()
+                        .map(|p| {
+                            Regex::new(p).map_err(|e| RouteError::Regex {
+                                rule,
+                                pattern: p.clone(),
+                                message: e.to_string(),
                             })
-                            .collect::<Result<_, _>>()?,
-                    )
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let any = if let [one] = &each[..] {
+                        one.clone()
+                    } else {
+                        let joined: Vec<String> =
+                            patterns.iter().map(|p| format!("(?:{p})")).collect();
+                        Regex::new(&joined.join("|")).map_err(|e| RouteError::Regex {
+                            rule,
+                            pattern: joined.join("|"),
+                            message: e.to_string(),
+                        })?
+                    };
+                    Matcher::Regexes { any, each }
                 }
             }
             (None, Some(prefixes)) => {

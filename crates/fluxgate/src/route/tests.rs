@@ -644,6 +644,14 @@ fn encode_segments() {
             "idempotent: {expected}"
         );
     }
+    // 63 bytes is the longest label the encoder passes through.
+    let label = "z".repeat(63);
+    let name = format!("a.{label}.b");
+    let mut scratch = String::new();
+    assert!(std::ptr::eq(
+        c.cleanse(&name, &mut scratch).unwrap(),
+        name.as_str()
+    ));
     let long = "y".repeat(64);
     assert_eq!(
         cleanse(&c, &format!("a.{long}")),
