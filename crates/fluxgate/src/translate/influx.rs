@@ -57,6 +57,9 @@ mod tests;
 /// Telegraf's default template.
 pub const DEFAULT_TEMPLATE: &str = "host.tags.measurement.field";
 
+/// Lines with up to this many fields are checked pairwise for repeated keys.
+const PAIRWISE_FIELDS: usize = 16;
+
 /// The field Telegraf leaves out of the path.
 const VALUE_FIELD: &str = "value";
 
@@ -641,6 +644,8 @@ impl InfluxToGraphite {
             order: Vec::new(),
             keys: Vec::new(),
             spans: Vec::new(),
+            superseded: Vec::new(),
+            template_empty: false,
         }
     }
 
@@ -722,6 +727,10 @@ pub struct GraphiteWriter<'a> {
     keys: Vec<u8>,
     /// Tag mode: tag i's key is `keys[spans[i].0..spans[i].1]`.
     spans: Vec<(usize, usize)>,
+    /// Wide lines: whether field i is replaced by a later one with the same key.
+    superseded: Vec<bool>,
+    /// The template produced no segment of its own for the current point.
+    template_empty: bool,
 }
 
 impl GraphiteWriter<'_> {
@@ -748,8 +757,18 @@ impl GraphiteWriter<'_> {
             Some(conv.template_for(unescape(&measurement, &mut buf)))
         };
 
+        let wide = point.fields.len() > PAIRWISE_FIELDS;
+        if wide {
+            self.mark_superseded(point);
+        }
+
         for (i, (key, value)) in point.fields.iter().enumerate() {
-            if point.fields[i + 1..].iter().any(|(k, _)| k == key) {
+            let superseded = if wide {
+                self.superseded[i]
+            } else {
+                point.fields[i + 1..].iter().any(|(k, _)| k == key)
+            };
+            if superseded {
                 written.skipped.bump(SkipReason::DuplicateField);
                 continue;
             }
@@ -790,8 +809,12 @@ impl GraphiteWriter<'_> {
                 continue;
             }
             let start = out.len();
+            // Telegraf writes nothing when the template itself yields no segment (a prefix
+            // alone is no path), unless there is a field to name.
+            let nothing = template.is_some_and(|t| t.field.is_none()) && self.template_empty;
             match self.write_path(key, template.is_none_or(|t| t.field.is_some()), out) {
-                Ok(()) if out.len() == start => {
+                Ok(()) if nothing || out.len() == start => {
+                    out.truncate(start);
                     written.skipped.bump(SkipReason::EmptyPath);
                     written.error.get_or_insert_with(|| FieldError::EmptyPath {
                         measurement: measurement.as_str().into_owned(),
@@ -884,6 +907,7 @@ impl GraphiteWriter<'_> {
     ) -> Result<(), Box<FrameError>> {
         let encoder = self.conv.encoder;
         self.head.extend_from_slice(self.conv.prefix.as_bytes());
+        let prefix_len = self.head.len();
         for (i, element) in template.elements.iter().enumerate() {
             let buf = match template.field {
                 Some(f) if i > f => &mut self.tail,
@@ -944,7 +968,25 @@ impl GraphiteWriter<'_> {
                 }
             }
         }
+        self.template_empty = self.head.len() == prefix_len && self.tail.is_empty();
         Ok(())
+    }
+
+    /// Marks the fields a later field with the same key replaces, for lines too wide for the
+    /// pairwise check (sorting keeps a hostile line with thousands of fields linear-ish).
+    fn mark_superseded(&mut self, point: &ParsedLine<'_>) {
+        let fields = &point.fields;
+        self.order.clear();
+        self.order.extend(0..fields.len());
+        self.order
+            .sort_unstable_by(|&a, &b| fields[a].0.cmp(&fields[b].0).then(a.cmp(&b)));
+        self.superseded.clear();
+        self.superseded.resize(fields.len(), false);
+        for pair in self.order.windows(2) {
+            if fields[pair[0]].0 == fields[pair[1]].0 {
+                self.superseded[pair[0]] = true;
+            }
+        }
     }
 
     /// `[prefix sep] measurement` and `;k=v...` with keys sorted as Graphite normalizes them.

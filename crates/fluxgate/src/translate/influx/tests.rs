@@ -480,6 +480,40 @@ fn a_repeated_field_key_writes_the_last_value() {
     assert_eq!(w.error, None);
 }
 
+#[test]
+fn repeated_keys_in_a_wide_line() {
+    let fields: Vec<String> = (0..40).map(|i| format!("f{}={i}", i % 30)).collect();
+    let (text, w) = run(&template("field"), &format!("m {}", fields.join(",")));
+    assert_eq!(w.lines, 30);
+    assert_eq!(w.skipped.get(SkipReason::DuplicateField), 10);
+    // f0..f9 appear twice: their second values (30..39) are the ones written, in line order.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["f10 10 1234567890", "f11 11 1234567890"]);
+    assert_eq!(lines[20..22], ["f0 30 1234567890", "f1 31 1234567890"]);
+}
+
+#[test]
+fn a_prefix_alone_is_no_path() {
+    // Telegraf's SerializeBucketName returns "" when the template yields nothing.
+    let c = conv_with(|c| {
+        c.prefix = "p".into();
+        c.template = "host".into();
+    });
+    let (text, w) = run(&c, "cpu a=1");
+    assert_eq!(text, "");
+    assert_eq!(w.skipped.get(SkipReason::EmptyPath), 1);
+    assert_eq!(out(&c, "cpu,host=h a=1"), "p.h 1 1234567890\n");
+    // With a field element there is always something to name: `p.a`, and `p` for `value`.
+    let c = conv_with(|c| {
+        c.prefix = "p".into();
+        c.template = "host.field".into();
+    });
+    assert_eq!(
+        out(&c, "cpu a=1,value=2"),
+        "p.a 1 1234567890\np 2 1234567890\n"
+    );
+}
+
 // ---- encoding --------------------------------------------------------------------------------
 
 #[test]
