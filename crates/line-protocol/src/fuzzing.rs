@@ -1,6 +1,6 @@
 //! The property the fuzz target checks, here so that `cargo test` runs it too.
 
-use crate::{parse_lines, write_line, Error, WriteOptions};
+use crate::{parse_lines, parse_lines_bytes, write_line, Error, WriteOptions};
 
 /// For any input: parsing never panics, every error is a recoverable line error, and every
 /// accepted point that the writer can express is written so that it parses back to the same
@@ -10,9 +10,24 @@ use crate::{parse_lines, write_line, Error, WriteOptions};
 pub fn parse_write_parse(data: &[u8]) {
     #[cfg(feature = "codec")]
     codec_matches_body(data);
+    let from_bytes: Vec<_> = parse_lines_bytes(data).collect();
+    for r in &from_bytes {
+        if let Err(e) = r {
+            assert!(e.can_continue(), "{e:?}");
+        }
+    }
     let Ok(body) = std::str::from_utf8(data) else {
         return;
     };
+    let from_text: Vec<_> = parse_lines(body).collect();
+    assert_eq!(from_bytes.len(), from_text.len());
+    for (b, t) in from_bytes.iter().zip(&from_text) {
+        match (b, t) {
+            (Ok(b), Ok(t)) => assert!(b == t && b.line() == t.line()),
+            (Err(b), Err(t)) => assert_eq!(b.to_string(), t.to_string()),
+            _ => panic!("bytes and text parsing disagree: {b:?} / {t:?}"),
+        }
+    }
     for result in parse_lines(body) {
         let line = match result {
             Ok(line) => line,

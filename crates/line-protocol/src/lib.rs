@@ -28,15 +28,28 @@
 //!
 //! # Compatibility
 //!
-//! The reference is InfluxDB 1.x's `models/points.go`, checked line by line against a running
-//! `influxd` (the tests hold that corpus). That includes its quirks: `.5` and `5.` are floats,
-//! `f="a"b` stores the string `a"`, a backslash keeps its meaning of "the next byte is
-//! escaped" even in front of a newline, and `\\` outside string values stays two backslashes.
-//! The deliberate differences are few and listed in the tests: unsigned integers (`12u`) are
-//! accepted (InfluxDB 1.x OSS needs a build flag, 2.x and 3 accept them); a field whose key is
-//! empty (only possible after a tab) is dropped, as 1.8 does; and a value InfluxDB's field
-//! iterator cannot convert (possible only when a field key ends in a backslash) fails the
-//! line instead of the whole write.
+//! The reference is InfluxDB 1.x's `models/points.go`, checked against a running `influxd`
+//! 1.6.7: `tests/influxd_corpus.rs` replays 4247 recorded bodies and requires the same verdict,
+//! the same error message byte for byte and the same stored values. That includes InfluxDB's
+//! quirks: `.5` and `5.` are floats, `f="a"b` stores the string `a"`, a backslash escapes
+//! whatever byte follows it (a newline too, which joins two lines), `\\` outside string
+//! values stays two backslashes, and `\r` before the newline makes a line invalid. The
+//! deliberate differences:
+//!
+//! - unsigned integers (`12u`) are accepted, as InfluxDB 2.x and 3 do (1.x OSS needs a build
+//!   flag); [`ParseOptions::accept_unsigned`] turns that off;
+//! - a field whose key is empty (only possible after a tab) is dropped, as 1.8 does, and a
+//!   point left with no field is `missing fields`;
+//! - where a field key ends in a backslash, InfluxDB's field iterator can read a value it
+//!   cannot convert and then fails the whole write with a 500; here only that line is refused
+//!   (with the engine's message), and likewise a string value that InfluxDB would cut inside a
+//!   UTF-8 character.
+//!
+//! How this reading differs from InfluxDB 3's (the `influxdb-line-protocol` crate) is listed
+//! in `tests/differential.rs`.
+//!
+//! InfluxDB 1.x also refuses some parsed points when it stores them (a field or tag named
+//! `time`, a field type conflict); that is storage, not syntax, and not checked here.
 
 mod error;
 mod escaped;
@@ -55,8 +68,8 @@ pub mod fuzzing;
 pub use error::{Element, Error, Reason, MAX_NANOS, MIN_NANOS};
 pub use escaped::{Chunks, EscapedStr};
 pub use parse::{
-    parse_line, parse_line_with, parse_lines, FieldSet, FieldValue, Lines, ParseOptions,
-    ParsedLine, TagSet, MAX_KEY_LENGTH, MAX_STRING_BYTES_V2,
+    parse_line, parse_line_with, parse_lines, parse_lines_bytes, FieldSet, FieldValue, Lines,
+    ParseOptions, ParsedLine, TagSet, MAX_KEY_LENGTH, MAX_STRING_BYTES_V2,
 };
 pub use precision::Precision;
 pub use split::{split_lines, SplitLines};

@@ -49,7 +49,7 @@ pub enum FieldValue<'a> {
 impl<'b> PartialEq<FieldValue<'b>> for FieldValue<'_> {
     fn eq(&self, other: &FieldValue<'b>) -> bool {
         match (self, other) {
-            // Bitwise, so that -0.0 and 0.0 differ (they do to InfluxDB's storage).
+            // Bitwise: `-0` and `0` are different texts and different bits (and no NaN occurs).
             (FieldValue::F64(a), FieldValue::F64(b)) => a.to_bits() == b.to_bits(),
             (FieldValue::I64(a), FieldValue::I64(b)) => a == b,
             (FieldValue::U64(a), FieldValue::U64(b)) => a == b,
@@ -184,7 +184,19 @@ pub const MAX_STRING_BYTES_V2: usize = 64 * 1024;
 /// [`Lines::precision`] for another precision.
 pub fn parse_lines(body: &str) -> Lines<'_> {
     Lines {
-        body,
+        body: Body::Text(body),
+        pos: 0,
+        line_number: 1,
+        options: ParseOptions::default(),
+    }
+}
+
+/// [`parse_lines`] for a body that may not be UTF-8 (an HTTP body as received): each line is
+/// checked on its own, and one that is not UTF-8 yields [`Error::InvalidUtf8`] while the
+/// others parse, where rejecting the whole body would lose its good points.
+pub fn parse_lines_bytes(body: &[u8]) -> Lines<'_> {
+    Lines {
+        body: Body::Bytes(body),
         pos: 0,
         line_number: 1,
         options: ParseOptions::default(),
@@ -208,10 +220,16 @@ pub fn parse_line_with<'a>(line: &'a str, options: &ParseOptions) -> Result<Pars
 /// Iterator over the points of a body; see [`parse_lines`].
 #[derive(Debug, Clone)]
 pub struct Lines<'a> {
-    body: &'a str,
+    body: Body<'a>,
     pos: usize,
     line_number: usize,
     options: ParseOptions,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Body<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
 }
 
 impl<'a> Lines<'a> {
@@ -249,7 +267,10 @@ impl<'a> Iterator for Lines<'a> {
     type Item = Result<ParsedLine<'a>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let bytes = self.body.as_bytes();
+        let bytes = match self.body {
+            Body::Text(s) => s.as_bytes(),
+            Body::Bytes(b) => b,
+        };
         loop {
             if self.pos >= bytes.len() {
                 return None;
@@ -273,7 +294,22 @@ impl<'a> Iterator for Lines<'a> {
             if first >= end || bytes[first] == b'#' {
                 continue;
             }
-            return Some(point(&self.body[first..end], number, first, &self.options));
+            let line = match self.body {
+                Body::Text(s) => &s[first..end],
+                Body::Bytes(b) => match std::str::from_utf8(&b[first..end]) {
+                    Ok(line) => line,
+                    Err(e) => {
+                        return Some(Err(Error::InvalidUtf8 {
+                            line_number: number,
+                            offset: (first + e.valid_up_to()) as u64,
+                            excerpt: crate::error::excerpt(&String::from_utf8_lossy(
+                                &b[first..end],
+                            )),
+                        }))
+                    }
+                },
+            };
+            return Some(point(line, number, first, &self.options));
         }
     }
 }

@@ -432,6 +432,28 @@ fn bodies_lines_numbers_and_offsets() {
 }
 
 #[test]
+fn bytes_bodies_skip_only_the_line_that_is_not_utf8() {
+    let body: &[u8] = b"a f=1 1\nb f=\"\xff\" 2\nc f=3 3";
+    let results: Vec<_> = line_protocol::parse_lines_bytes(body).collect();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap().measurement, "a");
+    let e = results[1].as_ref().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidUtf8 {
+                line_number: 2,
+                offset: 13,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.can_continue());
+    assert_eq!(results[2].as_ref().unwrap().line_number(), 3);
+}
+
+#[test]
 fn escaped_newline_joins_lines() {
     // InfluxDB: a backslash escapes the newline, so these are one (bad) line.
     let results: Vec<_> = parse_lines("m f=1 1\\\nm g=2 2\nn h=3").collect();
