@@ -637,26 +637,24 @@ impl InfluxToGraphite {
     pub fn writer(&self) -> GraphiteWriter<'_> {
         GraphiteWriter {
             conv: self,
-            unescaped: String::new(),
-            encoded: String::new(),
-            head: Vec::new(),
-            tail: Vec::new(),
-            order: Vec::new(),
-            keys: Vec::new(),
-            spans: Vec::new(),
-            superseded: Vec::new(),
-            template_empty: false,
+            b: Buffers::default(),
         }
     }
 
-    /// One-off convenience for [`GraphiteWriter::write_point`] (allocates a writer's buffers).
+    /// [`GraphiteWriter::write_point`] with per-thread scratch buffers.
     pub fn write_point(
         &self,
         point: &ParsedLine<'_>,
         timestamp_ns: i64,
         out: &mut Vec<u8>,
     ) -> Written {
-        self.writer().write_point(point, timestamp_ns, out)
+        let mut writer = GraphiteWriter {
+            conv: self,
+            b: SPARE.with(std::cell::Cell::take),
+        };
+        let written = writer.write_point(point, timestamp_ns, out);
+        SPARE.with(|spare| spare.set(writer.b));
+        written
     }
 
     fn template_for(&self, measurement: &str) -> &Template {
@@ -711,10 +709,9 @@ struct FrameError {
     source: metric_name::Error,
 }
 
-/// Translates points using an [`InfluxToGraphite`]; holds reusable scratch space.
-#[derive(Debug)]
-pub struct GraphiteWriter<'a> {
-    conv: &'a InfluxToGraphite,
+/// A writer's reusable scratch space.
+#[derive(Debug, Default)]
+struct Buffers {
     unescaped: String,
     encoded: String,
     /// The path before the field segment.
@@ -731,6 +728,19 @@ pub struct GraphiteWriter<'a> {
     superseded: Vec<bool>,
     /// The template produced no segment of its own for the current point.
     template_empty: bool,
+}
+
+thread_local! {
+    /// Buffers for [`InfluxToGraphite::write_point`], so the one-call API costs no
+    /// allocation either once a thread has translated a few points.
+    static SPARE: std::cell::Cell<Buffers> = std::cell::Cell::new(Buffers::default());
+}
+
+/// Translates points using an [`InfluxToGraphite`]; holds reusable scratch space.
+#[derive(Debug)]
+pub struct GraphiteWriter<'a> {
+    conv: &'a InfluxToGraphite,
+    b: Buffers,
 }
 
 impl GraphiteWriter<'_> {
@@ -764,7 +774,7 @@ impl GraphiteWriter<'_> {
 
         for (i, (key, value)) in point.fields.iter().enumerate() {
             let superseded = if wide {
-                self.superseded[i]
+                self.b.superseded[i]
             } else {
                 point.fields[i + 1..].iter().any(|(k, _)| k == key)
             };
@@ -811,7 +821,7 @@ impl GraphiteWriter<'_> {
             let start = out.len();
             // Telegraf writes nothing when the template itself yields no segment (a prefix
             // alone is no path), unless there is a field to name.
-            let nothing = template.is_some_and(|t| t.field.is_none()) && self.template_empty;
+            let nothing = template.is_some_and(|t| t.field.is_none()) && self.b.template_empty;
             match self.write_path(key, template.is_none_or(|t| t.field.is_some()), out) {
                 Ok(()) if nothing || out.len() == start => {
                     out.truncate(start);
@@ -861,7 +871,7 @@ impl GraphiteWriter<'_> {
         out: &mut Vec<u8>,
     ) -> Result<(), metric_name::Error> {
         let start = out.len();
-        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.b.head);
         if field_in_template && *key != VALUE_FIELD {
             if out.len() > start {
                 let sep = if self.conv.tag_support {
@@ -871,17 +881,17 @@ impl GraphiteWriter<'_> {
                 };
                 out.extend_from_slice(sep);
             }
-            let field = unescape(key, &mut self.unescaped);
+            let field = unescape(key, &mut self.b.unescaped);
             self.conv
                 .encoder
-                .encode_bytes(field, &mut self.encoded, out)?;
+                .encode_bytes(field, &mut self.b.encoded, out)?;
         }
-        if !self.tail.is_empty() {
+        if !self.b.tail.is_empty() {
             // Tag mode's tail starts with its own `;`.
             if !self.conv.tag_support && out.len() > start {
                 out.push(b'.');
             }
-            out.extend_from_slice(&self.tail);
+            out.extend_from_slice(&self.b.tail);
         }
         Ok(())
     }
@@ -892,8 +902,8 @@ impl GraphiteWriter<'_> {
         point: &ParsedLine<'_>,
         template: Option<&Template>,
     ) -> Result<(), Box<FrameError>> {
-        self.head.clear();
-        self.tail.clear();
+        self.b.head.clear();
+        self.b.tail.clear();
         match template {
             Some(template) => self.build_template_frame(point, template),
             None => self.build_tagged_frame(point),
@@ -906,18 +916,18 @@ impl GraphiteWriter<'_> {
         template: &Template,
     ) -> Result<(), Box<FrameError>> {
         let encoder = self.conv.encoder;
-        self.head.extend_from_slice(self.conv.prefix.as_bytes());
-        let prefix_len = self.head.len();
+        self.b.head.extend_from_slice(self.conv.prefix.as_bytes());
+        let prefix_len = self.b.head.len();
         for (i, element) in template.elements.iter().enumerate() {
             let buf = match template.field {
-                Some(f) if i > f => &mut self.tail,
-                _ => &mut self.head,
+                Some(f) if i > f => &mut self.b.tail,
+                _ => &mut self.b.head,
             };
             match element {
                 Element::Field => {}
                 Element::Measurement => {
-                    let m = unescape(&point.measurement, &mut self.unescaped);
-                    push_dot_segment(buf, &encoder, &mut self.encoded, m).map_err(|source| {
+                    let m = unescape(&point.measurement, &mut self.b.unescaped);
+                    push_dot_segment(buf, &encoder, &mut self.b.encoded, m).map_err(|source| {
                         FrameError {
                             element: "measurement".to_owned(),
                             text: m.to_owned(),
@@ -927,8 +937,8 @@ impl GraphiteWriter<'_> {
                 }
                 Element::Tag(key) => {
                     if let Some(value) = point.tag(key) {
-                        let v = unescape(value, &mut self.unescaped);
-                        push_dot_segment(buf, &encoder, &mut self.encoded, v).map_err(
+                        let v = unescape(value, &mut self.b.unescaped);
+                        push_dot_segment(buf, &encoder, &mut self.b.encoded, v).map_err(
                             |source| FrameError {
                                 element: format!("value of tag {key:?}"),
                                 text: v.to_owned(),
@@ -938,8 +948,8 @@ impl GraphiteWriter<'_> {
                     }
                 }
                 Element::Tags => {
-                    self.order.clear();
-                    self.order.extend(
+                    self.b.order.clear();
+                    self.b.order.extend(
                         point
                             .tags
                             .iter()
@@ -950,14 +960,15 @@ impl GraphiteWriter<'_> {
                             .map(|(i, _)| i),
                     );
                     let tags = &point.tags;
-                    if !self.order.is_sorted_by(|&a, &b| tags[a].0 <= tags[b].0) {
-                        self.order
+                    if !self.b.order.is_sorted_by(|&a, &b| tags[a].0 <= tags[b].0) {
+                        self.b
+                            .order
                             .sort_unstable_by(|&a, &b| tags[a].0.cmp(&tags[b].0));
                     }
-                    for &t in &self.order {
+                    for &t in &self.b.order {
                         let (key, value) = &tags[t];
-                        let v = unescape(value, &mut self.unescaped);
-                        push_dot_segment(buf, &encoder, &mut self.encoded, v).map_err(
+                        let v = unescape(value, &mut self.b.unescaped);
+                        push_dot_segment(buf, &encoder, &mut self.b.encoded, v).map_err(
                             |source| FrameError {
                                 element: format!("value of tag {:?}", key.as_str()),
                                 text: v.to_owned(),
@@ -968,7 +979,7 @@ impl GraphiteWriter<'_> {
                 }
             }
         }
-        self.template_empty = self.head.len() == prefix_len && self.tail.is_empty();
+        self.b.template_empty = self.b.head.len() == prefix_len && self.b.tail.is_empty();
         Ok(())
     }
 
@@ -976,15 +987,16 @@ impl GraphiteWriter<'_> {
     /// pairwise check (sorting keeps a hostile line with thousands of fields linear-ish).
     fn mark_superseded(&mut self, point: &ParsedLine<'_>) {
         let fields = &point.fields;
-        self.order.clear();
-        self.order.extend(0..fields.len());
-        self.order
+        self.b.order.clear();
+        self.b.order.extend(0..fields.len());
+        self.b
+            .order
             .sort_unstable_by(|&a, &b| fields[a].0.cmp(&fields[b].0).then(a.cmp(&b)));
-        self.superseded.clear();
-        self.superseded.resize(fields.len(), false);
-        for pair in self.order.windows(2) {
+        self.b.superseded.clear();
+        self.b.superseded.resize(fields.len(), false);
+        for pair in self.b.order.windows(2) {
             if fields[pair[0]].0 == fields[pair[1]].0 {
-                self.superseded[pair[0]] = true;
+                self.b.superseded[pair[0]] = true;
             }
         }
     }
@@ -993,60 +1005,62 @@ impl GraphiteWriter<'_> {
     fn build_tagged_frame(&mut self, point: &ParsedLine<'_>) -> Result<(), Box<FrameError>> {
         let conv = self.conv;
         let encoder = conv.encoder;
-        self.head.extend_from_slice(conv.prefix.as_bytes());
-        if !self.head.is_empty() {
-            self.head.extend_from_slice(conv.separator.as_bytes());
+        self.b.head.extend_from_slice(conv.prefix.as_bytes());
+        if !self.b.head.is_empty() {
+            self.b.head.extend_from_slice(conv.separator.as_bytes());
         }
-        let m = unescape(&point.measurement, &mut self.unescaped);
+        let m = unescape(&point.measurement, &mut self.b.unescaped);
         encoder
-            .encode_bytes(m, &mut self.encoded, &mut self.head)
+            .encode_bytes(m, &mut self.b.encoded, &mut self.b.head)
             .map_err(|source| FrameError {
                 element: "measurement".to_owned(),
                 text: m.to_owned(),
                 source,
             })?;
 
-        self.keys.clear();
-        self.spans.clear();
+        self.b.keys.clear();
+        self.b.spans.clear();
         for (key, _) in &point.tags {
-            let k = unescape(key, &mut self.unescaped);
+            let k = unescape(key, &mut self.b.unescaped);
             let k = if k == RESERVED_TAG { RENAMED_TAG } else { k };
-            let start = self.keys.len();
+            let start = self.b.keys.len();
             encoder
-                .encode_bytes(k, &mut self.encoded, &mut self.keys)
+                .encode_bytes(k, &mut self.b.encoded, &mut self.b.keys)
                 .map_err(|source| FrameError {
                     element: "tag key".to_owned(),
                     text: k.to_owned(),
                     source,
                 })?;
-            self.spans.push((start, self.keys.len()));
+            self.b.spans.push((start, self.b.keys.len()));
         }
-        let (keys, spans) = (&self.keys, &self.spans);
+        let (keys, spans) = (&self.b.keys, &self.b.spans);
         let key_of = |i: usize| &keys[spans[i].0..spans[i].1];
-        self.order.clear();
-        self.order.extend(0..point.tags.len());
-        if !self.order.is_sorted_by(|&a, &b| key_of(a) <= key_of(b)) {
-            self.order
+        self.b.order.clear();
+        self.b.order.extend(0..point.tags.len());
+        if !self.b.order.is_sorted_by(|&a, &b| key_of(a) <= key_of(b)) {
+            self.b
+                .order
                 .sort_unstable_by(|&a, &b| key_of(a).cmp(key_of(b)));
         }
-        for &t in &self.order {
-            self.tail.push(b';');
-            self.tail
-                .extend_from_slice(&self.keys[self.spans[t].0..self.spans[t].1]);
-            self.tail.push(b'=');
-            let at = self.tail.len();
+        for &t in &self.b.order {
+            self.b.tail.push(b';');
+            self.b
+                .tail
+                .extend_from_slice(&self.b.keys[self.b.spans[t].0..self.b.spans[t].1]);
+            self.b.tail.push(b'=');
+            let at = self.b.tail.len();
             let (key, value) = &point.tags[t];
-            let v = unescape(value, &mut self.unescaped);
+            let v = unescape(value, &mut self.b.unescaped);
             encoder
-                .encode_bytes(v, &mut self.encoded, &mut self.tail)
+                .encode_bytes(v, &mut self.b.encoded, &mut self.b.tail)
                 .map_err(|source| FrameError {
                     element: format!("value of tag {:?}", key.as_str()),
                     text: v.to_owned(),
                     source,
                 })?;
             // Graphite refuses tag values starting with `~`; `%7E` decodes back to it.
-            if self.tail.get(at) == Some(&b'~') {
-                self.tail.splice(at..=at, *b"%7E");
+            if self.b.tail.get(at) == Some(&b'~') {
+                self.b.tail.splice(at..=at, *b"%7E");
             }
         }
         Ok(())
