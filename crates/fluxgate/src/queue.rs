@@ -163,6 +163,17 @@ impl<T: Weighted> PointQueue<T> {
     pub fn outstanding(&self) -> usize {
         self.lock().outstanding
     }
+
+    /// Closed and nothing left to pop: a consumer can stop.
+    pub fn is_drained(&self) -> bool {
+        let st = self.lock();
+        st.closed && st.entries.is_empty()
+    }
+
+    /// Takes every queued entry without waiting (to hand them elsewhere).
+    pub fn take_all(&self, out: &mut Vec<T>) {
+        out.extend(self.lock().entries.drain(..));
+    }
 }
 
 #[cfg(test)]

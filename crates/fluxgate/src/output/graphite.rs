@@ -144,10 +144,7 @@ impl GraphiteOutput {
 
     /// The destinations a metric name goes to now (health counts for `any_of`/`failover`).
     pub fn place(&self, name: &str, out: &mut Vec<usize>) {
-        let dests = &self.inner.dests;
-        self.inner
-            .cluster
-            .place_healthy(name, &|i| dests[i].up.load(Ordering::Relaxed), out);
+        self.inner.place(name, out);
     }
 
     /// `host:port[:instance]` of destination `i`.
@@ -156,9 +153,9 @@ impl GraphiteOutput {
     }
 
     pub fn start(&self, tasks: &mut JoinSet<()>) {
-        for d in &self.inner.dests {
-            let d = d.clone();
-            tasks.spawn(async move { destination_worker(d).await });
+        for index in 0..self.inner.dests.len() {
+            let inner = self.inner.clone();
+            tasks.spawn(async move { destination_worker(inner, index).await });
         }
     }
 
@@ -166,50 +163,7 @@ impl GraphiteOutput {
     /// destinations under the overflow policy; drops are counted. The result is the worst any
     /// destination gave.
     pub async fn push(&self, body: Bytes, points: usize) -> Push {
-        let inner = &self.inner;
-        let n = inner.dests.len();
-        let mut worst = Push::Accepted;
-        if n == 1 || inner.cluster.sends_everything() {
-            for d in &inner.dests {
-                worst = worse(worst, push_to(d, body.clone(), points).await);
-            }
-            return worst;
-        }
-        let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
-        let mut chosen = Vec::with_capacity(4);
-        for line in body.split_inclusive(|&b| b == b'\n') {
-            let end = memchr::memchr(b' ', line).unwrap_or(line.len());
-            let Ok(name) = std::str::from_utf8(&line[..end]) else {
-                continue;
-            };
-            chosen.clear();
-            self.place(name, &mut chosen);
-            if chosen.is_empty() {
-                self.drop_points(1, "no_destination", "no healthy destination");
-            }
-            for &i in &chosen {
-                bufs[i].0.extend_from_slice(line);
-                bufs[i].1 += 1;
-            }
-        }
-        for (i, (buf, count)) in bufs.into_iter().enumerate() {
-            if count > 0 {
-                worst = worse(
-                    worst,
-                    push_to(&inner.dests[i], Bytes::from(buf), count).await,
-                );
-            }
-        }
-        worst
-    }
-
-    fn drop_points(&self, n: usize, reason: &str, why: &str) {
-        self.inner
-            .metrics
-            .dropped
-            .with_label_values(&[&self.inner.cfg.name, reason])
-            .inc_by(n as u64);
-        warn_limited!(self.inner.log_limit, output = %self.inner.cfg.name, reason, points = n, "dropped points: {why}");
+        self.inner.push(body, points).await
     }
 
     pub fn close(&self) {
@@ -230,6 +184,76 @@ impl GraphiteOutput {
                 d.drop_points(n, "shutdown", "shutdown deadline passed");
             }
         }
+    }
+}
+
+impl Inner {
+    /// Places each line of `body` (canonical plaintext, `points` lines) and queues it for its
+    /// destinations under the overflow policy; drops are counted. The result is the worst any
+    /// destination gave.
+    async fn push(&self, body: Bytes, points: usize) -> Push {
+        let inner = self;
+        let n = inner.dests.len();
+        let mut worst = Push::Accepted;
+        if n == 1 || inner.cluster.sends_everything() {
+            for d in &inner.dests {
+                worst = worse(worst, push_to(d, body.clone(), points).await);
+            }
+            return worst;
+        }
+        let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
+        let mut chosen = Vec::with_capacity(4);
+        for line in body.split_inclusive(|&b| b == b'\n') {
+            let end = memchr::memchr(b' ', line).unwrap_or(line.len());
+            let Ok(name) = std::str::from_utf8(&line[..end]) else {
+                continue;
+            };
+            self.place(name, &mut chosen);
+            if chosen.is_empty() {
+                self.drop_points(1, "no_destination", "no healthy destination");
+            }
+            for &i in &chosen {
+                bufs[i].0.extend_from_slice(line);
+                bufs[i].1 += 1;
+            }
+        }
+        for (i, (buf, count)) in bufs.into_iter().enumerate() {
+            if count > 0 {
+                worst = worse(
+                    worst,
+                    push_to(&inner.dests[i], Bytes::from(buf), count).await,
+                );
+            }
+        }
+        worst
+    }
+
+    fn place(&self, name: &str, out: &mut Vec<usize>) {
+        let dests = &self.dests;
+        self.cluster
+            .place_healthy(name, &|i| dests[i].up.load(Ordering::Relaxed), out);
+    }
+
+    fn drop_points(&self, n: usize, reason: &str, why: &str) {
+        self.metrics
+            .dropped
+            .with_label_values(&[&self.cfg.name, reason])
+            .inc_by(n as u64);
+        warn_limited!(self.log_limit, output = %self.cfg.name, reason, points = n, "dropped points: {why}");
+    }
+
+    /// `any_of` and `failover` send a metric to whichever member is up, so the points a member
+    /// that went down still holds move to the members that are up (carbon-c-relay does the
+    /// same). Hashing clusters keep them: the metric's place is fixed, and a copy on another
+    /// cache would split its whisper file.
+    fn rehomes(&self, index: usize) -> bool {
+        !self.cluster.kind().is_hashing()
+            && !self.cluster.sends_everything()
+            && self
+                .dests
+                .iter()
+                .enumerate()
+                .any(|(i, d)| i != index && d.up.load(Ordering::Relaxed))
     }
 }
 
@@ -291,32 +315,30 @@ impl DestCtx {
     }
 }
 
-/// Owns one destination's connection: pops what is queued, writes it, reconnects when the
+/// Owns one destination's connection: keeps it up whether or not there is data (`any_of`
+/// and `failover` route by who is up), pops what is queued, writes it, reconnects when the
 /// connection breaks, and writes again what may have been lost with it.
-async fn destination_worker(d: Arc<DestCtx>) {
+async fn destination_worker(inner: Arc<Inner>, index: usize) {
+    let d = inner.dests[index].clone();
     let mut conn: Option<TcpStream> = None;
     // Taken from the queue, not yet written: (entry, is_replay).
     let mut pending: VecDeque<(Entry, bool)> = VecDeque::new();
     // Written on the current connection, kept for a replay if it breaks.
-    let mut replay: VecDeque<Arc<Entry>> = VecDeque::new();
+    let mut replay: VecDeque<Entry> = VecDeque::new();
     let mut replay_points = 0usize;
     let mut popped = Vec::new();
     let mut wire = Vec::with_capacity(256 * 1024);
     let mut attempt = 0u32;
     let encoder = FrameEncoder::new();
     loop {
-        if pending.is_empty() {
-            if d.queue.pop_all(&mut popped).await.is_none() {
-                break;
-            }
-            pending.extend(popped.drain(..).map(|e| (e, false)));
+        if pending.is_empty() && d.queue.is_drained() {
+            break;
         }
         // A connection the peer closed (carbon restarting) is noticed before writing into it.
-        if let Some(c) = &conn {
-            if peer_closed(c) {
-                conn = None;
-                requeue_replay(&d, &mut pending, &mut replay, &mut replay_points);
-            }
+        if conn.as_ref().is_some_and(peer_closed) {
+            conn = None;
+            broken(&d, "closed by the peer", "closed");
+            requeue_replay(&d, &mut pending, &mut replay, &mut replay_points);
         }
         if conn.is_none() {
             if attempt > 0 {
@@ -325,7 +347,7 @@ async fn destination_worker(d: Arc<DestCtx>) {
             match connect(&d).await {
                 Ok(c) => {
                     if attempt > 0 {
-                        info!(output = %d.output, destination = %d.label, "reconnected");
+                        info!(output = %d.output, destination = %d.label, "connected");
                     }
                     attempt = 0;
                     d.set_up(true);
@@ -334,6 +356,9 @@ async fn destination_worker(d: Arc<DestCtx>) {
                 Err(e) => {
                     d.set_up(false);
                     d.send_error("connect");
+                    if inner.rehomes(index) {
+                        rehome(&inner, &d, &mut pending).await;
+                    }
                     let delay = d.backoff(attempt);
                     warn_limited!(d.log_limit, output = %d.output, destination = %d.label,
                         queued = d.queue.outstanding(), "cannot connect ({e}); retrying in {delay:?}");
@@ -341,6 +366,18 @@ async fn destination_worker(d: Arc<DestCtx>) {
                     attempt = attempt.saturating_add(1);
                     continue;
                 }
+            }
+        }
+        if pending.is_empty() {
+            // Idle: wake now and then to notice a peer that went away.
+            tokio::select! {
+                got = d.queue.pop_all(&mut popped) => {
+                    if got.is_none() {
+                        continue;
+                    }
+                    pending.extend(popped.drain(..).map(|e| (e, false)));
+                }
+                _ = tokio::time::sleep(IDLE_CHECK) => continue,
             }
         }
         // Write a batch of at most `batch_size` points worth of entries.
@@ -373,9 +410,14 @@ async fn destination_worker(d: Arc<DestCtx>) {
         }
         let started = Instant::now();
         let stream = conn.as_mut().expect("connected");
-        let written = tokio::time::timeout(d.cfg.write_timeout, stream.write_all(&wire)).await;
-        match written {
-            Ok(Ok(())) => {
+        let failure = match tokio::time::timeout(d.cfg.write_timeout, stream.write_all(&wire)).await
+        {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((format!("write failed: {e}"), "write")),
+            Err(_) => Some(("write timed out".to_string(), "timeout")),
+        };
+        match failure {
+            None => {
                 d.duration.observe(started.elapsed().as_secs_f64());
                 for (e, replayed) in batch {
                     if !replayed {
@@ -383,7 +425,7 @@ async fn destination_worker(d: Arc<DestCtx>) {
                         d.queue.release(e.points);
                     }
                     replay_points += e.points;
-                    replay.push_back(Arc::new(e));
+                    replay.push_back(e);
                 }
                 while replay_points > d.cfg.replay_points {
                     match replay.pop_front() {
@@ -392,16 +434,8 @@ async fn destination_worker(d: Arc<DestCtx>) {
                     }
                 }
             }
-            Ok(Err(e)) => {
-                broken(&d, &format!("write failed: {e}"), "write");
-                conn = None;
-                for item in batch.into_iter().rev() {
-                    pending.push_front(item);
-                }
-                requeue_replay(&d, &mut pending, &mut replay, &mut replay_points);
-            }
-            Err(_) => {
-                broken(&d, "write timed out", "timeout");
+            Some((why, reason)) => {
+                broken(&d, &why, reason);
                 conn = None;
                 for item in batch.into_iter().rev() {
                     pending.push_front(item);
@@ -416,6 +450,30 @@ async fn destination_worker(d: Arc<DestCtx>) {
     d.set_up(false);
 }
 
+/// How often an idle connection is checked for a peer that went away.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Moves what a down member of an `any_of`/`failover` cluster holds to the members that are
+/// up. Replays are left out: they were written once already, to this member.
+async fn rehome(inner: &Inner, d: &DestCtx, pending: &mut VecDeque<(Entry, bool)>) {
+    let mut moved = Vec::new();
+    d.queue.take_all(&mut moved);
+    let mut points = 0;
+    for (e, replayed) in pending.drain(..) {
+        if !replayed {
+            moved.push(e);
+        }
+    }
+    for e in moved {
+        points += e.points;
+        d.queue.release(e.points);
+        inner.push(e.body, e.points).await;
+    }
+    if points > 0 {
+        info!(output = %d.output, destination = %d.label, points, "destination is down: its points go to the others");
+    }
+}
+
 fn broken(d: &DestCtx, why: &str, reason: &str) {
     d.set_up(false);
     d.send_error(reason);
@@ -426,7 +484,7 @@ fn broken(d: &DestCtx, why: &str, reason: &str) {
 fn requeue_replay(
     d: &DestCtx,
     pending: &mut VecDeque<(Entry, bool)>,
-    replay: &mut VecDeque<Arc<Entry>>,
+    replay: &mut VecDeque<Entry>,
     replay_points: &mut usize,
 ) {
     if replay.is_empty() {
@@ -435,10 +493,6 @@ fn requeue_replay(
     info!(output = %d.output, destination = %d.label, points = *replay_points,
         "connection broke: writing the last points again after reconnecting");
     for e in replay.drain(..).rev() {
-        let e = Entry {
-            body: e.body.clone(),
-            points: e.points,
-        };
         pending.push_front((e, true));
     }
     *replay_points = 0;
