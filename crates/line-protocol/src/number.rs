@@ -92,16 +92,16 @@ pub(crate) type FloatBuffer = [u8; 40];
 /// metrics). The fast path finds the fewest decimals `k` such that the nearest integer `m` to
 /// `v * 10^k` (below 2^53) gives `m / 10^k == v`; by Clinger's exact case that text parses back
 /// to `v`, and it is the string ryu produces (the tests compare the two on millions of values).
-pub(crate) fn format_f64(v: f64, out: &mut FloatBuffer) -> &str {
+pub(crate) fn format_f64(v: f64, out: &mut FloatBuffer) -> &[u8] {
     match format_short(v, out) {
-        Some(len) => std::str::from_utf8(&out[..len]).unwrap_or_default(),
+        Some(len) => &out[..len],
         None => {
             let mut b = ryu::Buffer::new();
             let s = b.format_finite(v);
             let s = s.strip_suffix(".0").unwrap_or(s);
             let len = s.len().min(out.len());
             out[..len].copy_from_slice(&s.as_bytes()[..len]);
-            std::str::from_utf8(&out[..len]).unwrap_or_default()
+            &out[..len]
         }
     }
 }
@@ -252,7 +252,7 @@ mod tests {
             3.1,
             97.02040816326532,
         ] {
-            assert_eq!(format_f64(v, &mut out), ryu_text(v), "{v}");
+            assert_eq!(format_f64(v, &mut out), ryu_text(v).as_bytes(), "{v}");
         }
     }
 
@@ -261,7 +261,8 @@ mod tests {
         fn format_matches_ryu_on_decimals(m in any::<i64>(), k in 0u32..10) {
             let v = m as f64 / 10f64.powi(k as i32);
             let mut out = [0u8; 40];
-            prop_assert_eq!(format_f64(v, &mut out), ryu_text(v));
+            let want = ryu_text(v);
+            prop_assert_eq!(format_f64(v, &mut out), want.as_bytes());
         }
 
         #[test]
@@ -269,7 +270,8 @@ mod tests {
             let v = f64::from_bits(bits);
             if v.is_finite() {
                 let mut out = [0u8; 40];
-                prop_assert_eq!(format_f64(v, &mut out), ryu_text(v));
+                let want = ryu_text(v);
+            prop_assert_eq!(format_f64(v, &mut out), want.as_bytes());
             }
         }
 
@@ -277,7 +279,8 @@ mod tests {
         fn format_matches_ryu_on_small(m in 0u64..100_000_000, k in 0u32..9, neg in any::<bool>()) {
             let v = m as f64 / 10f64.powi(k as i32) * if neg { -1.0 } else { 1.0 };
             let mut out = [0u8; 40];
-            prop_assert_eq!(format_f64(v, &mut out), ryu_text(v));
+            let want = ryu_text(v);
+            prop_assert_eq!(format_f64(v, &mut out), want.as_bytes());
         }
 
         #[test]

@@ -317,6 +317,7 @@ impl<'a> Iterator for Lines<'a> {
 impl FusedIterator for Lines<'_> {}
 
 /// Parses a line already split out of a stream, reporting `line_number` and `line_offset`.
+#[cfg(feature = "codec")]
 pub(crate) fn parse_located<'a>(
     line: &'a str,
     line_number: usize,

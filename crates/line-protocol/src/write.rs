@@ -72,10 +72,38 @@ pub struct WriteOptions {
 
 /// The bytes that matter to InfluxDB's reading of one kind of name.
 struct Rules {
+    /// The bytes of `special`, for the word-at-a-time search.
+    special_bytes: &'static [u8],
     /// `\x` is read back as `x`, so a literal backslash may not precede `x`.
     resolves: [bool; 256],
     /// Bytes written as `\x`, plus backslash and newline: where the fast loop stops.
     special: [bool; 256],
+}
+
+impl Rules {
+    /// Index of the first special byte at or after `from` (or `b.len()`): eight bytes at a
+    /// time while there are eight, since names are mostly ordinary bytes.
+    #[inline]
+    fn next_special(&self, b: &[u8], mut from: usize) -> usize {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = b.get(from..from + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            let mut hits = 0;
+            for &c in self.special_bytes {
+                let v = w ^ (ONES * u64::from(c));
+                hits |= v.wrapping_sub(ONES) & !v & HIGH;
+            }
+            if hits != 0 {
+                return from + (hits.trailing_zeros() / 8) as usize;
+            }
+            from += 8;
+        }
+        while from < b.len() && !self.special[b[from] as usize] {
+            from += 1;
+        }
+        from
+    }
 }
 
 const fn table(bytes: &[u8]) -> [bool; 256] {
@@ -90,18 +118,21 @@ const fn table(bytes: &[u8]) -> [bool; 256] {
 
 /// Measurements: escape comma and space; InfluxDB also unescapes `\"` and `\=` there.
 static MEASUREMENT: Rules = Rules {
+    special_bytes: b", \\\n",
     resolves: table(b", \"="),
     special: table(b", \\\n"),
 };
 
 /// Tag keys and values: escape comma, equals, space.
 static TAG: Rules = Rules {
+    special_bytes: b",= \\\n",
     resolves: table(b",= "),
     special: table(b",= \\\n"),
 };
 
 /// Field keys: escape comma, equals, space; InfluxDB also unescapes `\"` there.
 static FIELD_KEY: Rules = Rules {
+    special_bytes: b",= \\\n",
     resolves: table(b",= \""),
     special: table(b",= \\\n"),
 };
@@ -199,10 +230,12 @@ fn put_name_str<B: LineBuffer + ?Sized>(
         return Err(unwritable(0, "it is empty").into());
     }
     let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if !rules.special[c as usize] {
-            continue;
-        }
+    let mut i = 0;
+    while i < b.len() {
+        i = rules.next_special(b, i);
+        let Some(&c) = b.get(i) else {
+            break;
+        };
         if c == b'\\' && parsed {
             return Err(Stop::Backslash);
         }
@@ -229,6 +262,7 @@ fn put_name_str<B: LineBuffer + ?Sized>(
             },
             _ => buf.put(&[b'\\', c]),
         }
+        i += 1;
     }
     buf.put(&b[run..]);
     Ok(())
@@ -266,7 +300,7 @@ fn put_f64<B: LineBuffer + ?Sized>(buf: &mut B, v: f64) -> Result<(), Error> {
         });
     }
     let mut out: FloatBuffer = [0; 40];
-    buf.put(format_f64(v, &mut out).as_bytes());
+    buf.put(format_f64(v, &mut out));
     Ok(())
 }
 
@@ -547,10 +581,10 @@ impl<'b, 'v, B: LineBuffer + ?Sized> TagWriter<'b, 'v, B> {
         if sort {
             tags.sort_by(|a, b| a.0.cmp(b.0));
         }
-        if state.error.is_none() {
+        if state.error.is_none() && tags.len() > 1 {
             state.error = duplicate_tag(tags.iter().map(|t| t.0), sort);
         }
-        for (k, v) in tags {
+        for &(k, v) in &tags {
             if state.error.is_some() {
                 break;
             }
