@@ -217,7 +217,7 @@ pub struct Line<'a> {
 
 impl<'a> Line<'a> {
     /// Parses the line ([`parse_line`]), putting the line number into any error.
-    #[inline]
+    #[inline(always)]
     pub fn parse(&self) -> Result<Sample<'a>, Error> {
         parse_line(self.bytes).map_err(|e| e.at_line(self.number))
     }
