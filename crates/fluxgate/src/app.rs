@@ -405,13 +405,20 @@ fn build_pipeline(
             metric_name::Encoding::Punycode => templates.with_decoder(decode_punycode),
         };
     }
-    // Keep the config's order: it is the order `dry-run` and `check` print.
+    let router = config.router().map_err(|e| {
+        Error::Config(crate::config::ConfigError::Invalid {
+            section: "routes".into(),
+            message: e.to_string(),
+        })
+    })?;
+    // Keep the config's order: router indices and `check` follow it.
     let outputs = output_configs(config)
         .iter()
         .filter_map(|oc| outputs.get(oc.name()).map(|r| r.output.clone()))
         .collect();
     Ok(Pipeline {
         outputs,
+        router,
         templates: Arc::new(templates),
         config: config.clone(),
         metrics: metrics.clone(),

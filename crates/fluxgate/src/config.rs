@@ -37,6 +37,11 @@ pub struct Config {
     pub listeners: Listeners,
     pub graphite: GraphiteConfig,
     pub outputs: Outputs,
+    /// Routing rules, top to bottom (carbon-c-relay's `match`). None: every output gets
+    /// every point.
+    pub routes: Vec<crate::route::RouteConfig>,
+    /// Rewrite rules applied to Graphite names before routing (carbon-c-relay's `rewrite`).
+    pub rewrite: Vec<crate::route::RewriteConfig>,
     pub log: LogConfig,
     /// How long SIGTERM waits for queued points to be delivered before giving up on them
     /// (each one still queued then is counted as dropped with reason `shutdown`).
@@ -50,6 +55,8 @@ impl Default for Config {
             listeners: Listeners::default(),
             graphite: GraphiteConfig::default(),
             outputs: Outputs::default(),
+            routes: Vec::new(),
+            rewrite: Vec::new(),
             log: LogConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
@@ -181,6 +188,12 @@ pub struct GraphiteConfig {
     /// Decode each name segment (`%2E`, `xn--…`) back to Unicode before it becomes a
     /// measurement, tag or field name.
     pub decode_names: bool,
+    /// Cleansing of Graphite names on arrival: `none` (as carbon-relay), `cleanse`
+    /// (carbon-c-relay's: other characters become `_`), `encode` (the metric-name encoder
+    /// per segment; already-encoded segments stay as they are).
+    pub validation: crate::route::Validation,
+    /// Characters besides `[A-Za-z0-9]` that `cleanse` keeps (carbon-c-relay's `-c`).
+    pub allowed_chars: String,
 }
 
 impl Default for GraphiteConfig {
@@ -191,6 +204,8 @@ impl Default for GraphiteConfig {
             tags: Vec::new(),
             name_encoding: metric_name::Encoding::Idna,
             decode_names: false,
+            validation: crate::route::Validation::None,
+            allowed_chars: crate::route::DEFAULT_ALLOWED_CHARS.to_owned(),
         }
     }
 }
@@ -554,7 +569,29 @@ impl Config {
         }
         crate::translate::graphite::TemplateSet::new(&self.graphite.template_config())
             .map_err(|e| ConfigError::invalid("graphite", e.to_string()))?;
+        self.router()
+            .map_err(|e| ConfigError::invalid("routes", e.to_string()))?;
         Ok(())
+    }
+
+    /// The names of every output, in the order the pipeline holds them.
+    pub fn output_names(&self) -> Vec<&str> {
+        let influx = self.outputs.influxdb.iter().map(|o| o.name.as_str());
+        influx
+            .chain(self.outputs.graphite.iter().map(|o| o.name.as_str()))
+            .collect()
+    }
+
+    /// Cleansing, rewrites and routes compiled against the outputs.
+    pub fn router(&self) -> Result<crate::route::Router, crate::route::RouteError> {
+        let encoder =
+            crate::translate::influx::SegmentEncoder::new(self.graphite.name_encoding, true);
+        let cleanser = crate::route::Cleanser::new(
+            self.graphite.validation,
+            &self.graphite.allowed_chars,
+            encoder,
+        )?;
+        crate::route::Router::new(&self.routes, &self.rewrite, cleanser, &self.output_names())
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub connections: IntGaugeVec,
     /// 1 while a Graphite output holds a connection to a destination.
     pub destination_up: IntGaugeVec,
+    /// Points no output took by the routes: a `drop` rule matched (`drop_route`) or, with
+    /// routes configured, none matched (`no_route`).
+    pub unrouted: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -101,6 +104,11 @@ impl Metrics {
             "Open connections per listener.",
             &["listener"],
         );
+        let unrouted = counter(
+            "fluxgate_unrouted_total",
+            "Points sent nowhere by the routes: a drop rule matched, or no rule did.",
+            &["listener", "reason"],
+        );
         let destination_up = gauge(
             "fluxgate_destination_up",
             "1 while a Graphite output is connected to the destination, else 0.",
@@ -132,6 +140,7 @@ impl Metrics {
             batch_duration,
             connections,
             destination_up,
+            unrouted,
         }
     }
 

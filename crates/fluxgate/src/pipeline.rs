@@ -18,6 +18,7 @@ use crate::{
         influxdb::{Chunk, InfluxOutput, Target},
     },
     queue::Push,
+    route::{NameError, NameScratch, Origin, OutputSet, Router},
     translate::{
         graphite::{TemplateSet, TranslateError, Translator},
         influx::InfluxToGraphite,
@@ -67,7 +68,9 @@ impl Output {
 
 #[derive(Debug)]
 pub struct Pipeline {
+    /// In the order of [`Config::output_names`]: the router's indices.
     pub outputs: Vec<Output>,
+    pub router: Router,
     pub templates: Arc<TemplateSet>,
     pub config: Arc<Config>,
     pub metrics: Metrics,
@@ -89,6 +92,8 @@ pub struct Submitted {
 /// Why a point was not taken into a batch; the caller counts it under [`Reject::reason`].
 #[derive(Debug)]
 pub enum Reject {
+    /// A name that cleansing or rewriting cannot make valid.
+    Name(NameError),
     /// A tagged series (`name;k=v`) that breaks carbon's tag rules.
     Tags(graphite_plaintext::Error),
     Translate(TranslateError),
@@ -97,6 +102,7 @@ pub enum Reject {
 impl Reject {
     pub fn reason(&self) -> &'static str {
         match self {
+            Reject::Name(e) => e.reason(),
             Reject::Tags(e) => e.reason(),
             Reject::Translate(e) => e.reason(),
         }
@@ -106,36 +112,55 @@ impl Reject {
 impl std::fmt::Display for Reject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Reject::Name(e) => e.fmt(f),
             Reject::Tags(e) => e.fmt(f),
             Reject::Translate(e) => e.fmt(f),
         }
     }
 }
 
-impl Pipeline {
-    fn has_influx(&self) -> bool {
-        self.outputs.iter().any(|o| matches!(o, Output::Influx(_)))
-    }
-
-    fn has_graphite(&self) -> bool {
-        self.outputs
-            .iter()
-            .any(|o| matches!(o, Output::Graphite { .. }))
-    }
-}
-
 /// Per-output buffers filled from one read or request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
+    /// The `listener` label for points the routes send nowhere.
+    listener: &'static str,
     bufs: Vec<(Vec<u8>, usize)>,
     /// One translation of the current point, copied to each output that takes it.
     scratch: Vec<u8>,
+    names: NameScratch,
+    routed: OutputSet,
     points: usize,
 }
 
 impl Batch {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(listener: &'static str) -> Self {
+        Self {
+            listener,
+            bufs: Vec::new(),
+            scratch: Vec::new(),
+            names: NameScratch::default(),
+            routed: OutputSet::default(),
+            points: 0,
+        }
+    }
+
+    /// Routes `key`; false (and counted) when the routes send the point nowhere.
+    fn route(&mut self, pipeline: &Pipeline, key: &str, origin: Origin) -> bool {
+        pipeline.router.route(key, origin, &mut self.routed);
+        if !self.routed.is_empty() {
+            return true;
+        }
+        let reason = if self.routed.dropped() {
+            "drop_route"
+        } else {
+            "no_route"
+        };
+        pipeline
+            .metrics
+            .unrouted
+            .with_label_values(&[self.listener, reason])
+            .inc();
+        false
     }
 
     /// Points added since the last submit.
@@ -168,6 +193,30 @@ impl Batch {
         if value.is_nan() {
             return Err(Reject::Translate(TranslateError::NaN));
         }
+        // Cleansing and rewrites first: routes, templates and hashing all see the final name.
+        let mut names = std::mem::take(&mut self.names);
+        let result = self.add_named(pipeline, tr, path, value, timestamp_ns, &mut names);
+        self.names = names;
+        result
+    }
+
+    fn add_named(
+        &mut self,
+        pipeline: &Pipeline,
+        tr: &mut Translator<'_>,
+        path: &str,
+        value: f64,
+        timestamp_ns: i64,
+        names: &mut NameScratch,
+    ) -> Result<(), Reject> {
+        if path.contains(';') {
+            // Tag syntax is judged on the name as sent: that is what the sender must fix.
+            graphite_plaintext::TaggedPath::parse(path).map_err(Reject::Tags)?;
+        }
+        let path = pipeline
+            .router
+            .normalize(path, names)
+            .map_err(Reject::Name)?;
         // Tagged series are checked whatever the outputs, so every sender sees one rule.
         let tagged;
         let (name, tags): (&str, Vec<(&str, &str)>) = if path.contains(';') {
@@ -179,34 +228,42 @@ impl Batch {
         } else {
             (path, Vec::new())
         };
-        // What InfluxDB cannot store (±Inf, say) is refused for the InfluxDB outputs only:
-        // carbon stores it, so the Graphite outputs still get it.
-        let mut refused = None;
+        if !self.route(pipeline, path, Origin::Graphite) {
+            return Ok(());
+        }
+        // Each form is made once, for the first output that needs it. What InfluxDB cannot
+        // store (±Inf, say) is refused for the InfluxDB outputs only: carbon stores it.
+        let mut lp: Option<Result<Vec<u8>, TranslateError>> = None;
+        let mut plain: Option<Vec<u8>> = None;
         let mut taken = false;
-        if pipeline.has_influx() {
-            self.scratch.clear();
-            match tr.write_point(name, &tags, value, timestamp_ns, &mut self.scratch) {
-                Ok(()) => {
-                    for (i, o) in pipeline.outputs.iter().enumerate() {
-                        if let Output::Influx(_) = o {
-                            let (buf, n) = &mut self.bufs[i];
-                            buf.extend_from_slice(&self.scratch);
-                            *n += 1;
-                            taken = true;
-                        }
+        for i in self.routed.iter() {
+            let (buf, n) = &mut self.bufs[i];
+            match &pipeline.outputs[i] {
+                Output::Influx(_) => {
+                    let line = lp.get_or_insert_with(|| {
+                        self.scratch.clear();
+                        tr.write_point(name, &tags, value, timestamp_ns, &mut self.scratch)
+                            .map(|()| std::mem::take(&mut self.scratch))
+                    });
+                    if let Ok(line) = line {
+                        buf.extend_from_slice(line);
+                        *n += 1;
+                        taken = true;
                     }
                 }
-                Err(e) => refused = Some(Reject::Translate(e)),
-            }
-        }
-        if pipeline.has_graphite() {
-            self.scratch.clear();
-            let seconds = timestamp_ns.div_euclid(1_000_000_000);
-            if graphite_plaintext::encode_sample(path, value, seconds, &mut self.scratch).is_ok() {
-                for (i, o) in pipeline.outputs.iter().enumerate() {
-                    if let Output::Graphite { .. } = o {
-                        let (buf, n) = &mut self.bufs[i];
-                        buf.extend_from_slice(&self.scratch);
+                Output::Graphite { .. } => {
+                    let line = plain.get_or_insert_with(|| {
+                        let mut line = Vec::with_capacity(path.len() + 32);
+                        let seconds = timestamp_ns.div_euclid(1_000_000_000);
+                        if graphite_plaintext::encode_sample(path, value, seconds, &mut line)
+                            .is_err()
+                        {
+                            line.clear();
+                        }
+                        line
+                    });
+                    if !line.is_empty() {
+                        buf.extend_from_slice(line);
                         *n += 1;
                         taken = true;
                     }
@@ -216,7 +273,15 @@ impl Batch {
         if taken {
             self.points += 1;
         }
-        refused.map_or(Ok(()), Err)
+        match lp {
+            // The scratch buffer goes back for the next point.
+            Some(Ok(line)) => {
+                self.scratch = line;
+                Ok(())
+            }
+            Some(Err(e)) => Err(Reject::Translate(e)),
+            None => Ok(()),
+        }
     }
 
     /// A line-protocol point whose normalized text (nanosecond timestamp, `\n`-terminated) is
@@ -230,9 +295,12 @@ impl Batch {
         timestamp_ns: i64,
     ) {
         self.prepare(pipeline);
-        for (i, o) in pipeline.outputs.iter().enumerate() {
+        if !self.route(pipeline, &point.measurement.as_str(), Origin::Line) {
+            return;
+        }
+        for i in self.routed.iter() {
             let (buf, n) = &mut self.bufs[i];
-            match o {
+            match &pipeline.outputs[i] {
                 Output::Influx(_) => {
                     buf.extend_from_slice(line);
                     *n += 1;

@@ -36,9 +36,9 @@ pub(crate) struct GraphiteBatch {
 impl GraphiteBatch {
     pub(crate) fn new(ctx: Arc<ListenerCtx>, peer: Option<SocketAddr>) -> Self {
         Self {
+            batch: Batch::new(ctx.name),
             ctx,
             peer,
-            batch: Batch::new(),
             now: now_seconds(),
         }
     }

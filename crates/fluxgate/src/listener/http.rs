@@ -315,7 +315,7 @@ async fn write(
         }
     };
     let pipeline = st.ctx.pipeline();
-    let mut batch = Batch::new();
+    let mut batch = Batch::new(st.ctx.name);
     let mut line = Vec::with_capacity(256);
     let mut failures: Vec<String> = Vec::new();
     let mut failed = 0usize;
