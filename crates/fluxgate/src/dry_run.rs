@@ -12,7 +12,8 @@ use serde_json::json;
 use crate::{
     config::{Config, InfluxApi},
     output::influxdb::{Destination, Target},
-    translate::graphite::TemplateSet,
+    route::{NameScratch, Origin, OutputSet, Router},
+    translate::{graphite::TemplateSet, influx::InfluxToGraphite},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +107,59 @@ pub fn describe(config: &Config) -> String {
             o.name, o.protocol, o.cluster, o.replication, o.destinations, o.batch_size, o.queue_points, o.overflow, o.template
         );
     }
-    s.push_str("\nroutes: every output receives every point\n");
+    if config.routes.is_empty() {
+        s.push_str("\nroutes: none, every output receives every point\n");
+    } else {
+        s.push_str("\nroutes (top to bottom):\n");
+        for (i, r) in config.routes.iter().enumerate() {
+            let what = match (&r.pattern, &r.prefix) {
+                (Some(p), _) => format!("match {:?}", p.as_slice()),
+                (None, Some(p)) => format!("prefix {:?}", p.as_slice()),
+                (None, None) => "match nothing".to_string(),
+            };
+            let to = if r.drop {
+                "drop".to_string()
+            } else {
+                r.outputs.join(", ")
+            };
+            let _ = writeln!(
+                s,
+                "  routes[{i}] {what} on {:?} -> {to}{}",
+                r.on,
+                if r.stop { " (stop)" } else { "" }
+            );
+        }
+    }
+    for (i, r) in config.rewrite.iter().enumerate() {
+        let _ = writeln!(s, "  rewrite[{i}] {:?} -> {:?}", r.pattern, r.replace);
+    }
     s
 }
 
-/// Reads metrics from `input`, one per line, and writes what each becomes.
+/// An output as `dry-run` sees it: enough to translate and place, nothing started.
+enum DryOutput {
+    Influx(crate::config::InfluxOutputConfig),
+    Graphite {
+        name: String,
+        cluster: crate::cluster::Cluster,
+        to_graphite: InfluxToGraphite,
+    },
+}
+
+/// What one input line becomes.
+#[derive(Default)]
+struct Outcome {
+    name: Option<String>,
+    route: Option<String>,
+    points: Vec<String>,
+    graphite: Vec<String>,
+    destinations: Vec<(String, String)>,
+    error: Option<String>,
+}
+
+/// Reads metrics from `input`, one per line, and writes what each becomes: the name after
+/// cleansing and rewrites, the route taken, the line protocol and Graphite lines produced,
+/// and the output and destination each goes to (carbon-c-relay's `-t`, for fluxgate).
 pub fn run(
     config: &Config,
     kind: Input,
@@ -118,8 +167,39 @@ pub fn run(
     input: impl BufRead,
     mut out: impl Write,
 ) -> std::io::Result<()> {
-    let templates = TemplateSet::new(&config.graphite.template_config())
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let other = |e: String| std::io::Error::other(e);
+    let templates =
+        TemplateSet::new(&config.graphite.template_config()).map_err(|e| other(e.to_string()))?;
+    let router = config.router().map_err(|e| other(e.to_string()))?;
+    let mut outputs: Vec<DryOutput> = config
+        .outputs
+        .influxdb
+        .iter()
+        .cloned()
+        .map(DryOutput::Influx)
+        .collect();
+    for g in &config.outputs.graphite {
+        let destinations = g
+            .destinations
+            .iter()
+            .map(|d| {
+                d.parse::<crate::cluster::Destination>()
+                    .map_err(|e| other(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        outputs.push(DryOutput::Graphite {
+            name: g.name.clone(),
+            cluster: crate::cluster::Cluster::new(
+                g.cluster,
+                destinations,
+                g.replication,
+                g.diverse_replicas,
+            )
+            .map_err(|e| other(e.to_string()))?,
+            to_graphite: InfluxToGraphite::new(&g.to_graphite_config())
+                .map_err(|e| other(e.to_string()))?,
+        });
+    }
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -130,47 +210,42 @@ pub fn run(
         if line.trim().is_empty() {
             continue;
         }
-        let (points, target, err) = match kind {
-            Input::Graphite => graphite_line(&templates, line, now_ns),
-            Input::Line => line_protocol_line(line, now_ns),
-        };
-        let destinations: Vec<(String, Destination)> = if points.is_empty() {
-            Vec::new()
-        } else {
-            config
-                .outputs
-                .influxdb
-                .iter()
-                .map(|o| {
-                    let d = match &target {
-                        Target::Default if o.api == InfluxApi::V2 && !o.bucket.is_empty() => {
-                            Destination::from_bucket(&o.bucket)
-                        }
-                        Target::Default => Destination::new(&o.database, &o.retention_policy),
-                        Target::Explicit(d) => d.clone(),
-                    };
-                    (o.name.clone(), d)
-                })
-                .collect()
+        let o = match kind {
+            Input::Graphite => graphite_line(&templates, &router, &outputs, line, now_ns),
+            Input::Line => line_protocol_line(&router, &outputs, line, now_ns),
         };
         if json_out {
             let v = json!({
                 "input": line,
-                "points": points,
-                "graphite": [],
-                "destinations": destinations.iter().map(|(o, d)| json!({"output": o, "destination": d.to_string()})).collect::<Vec<_>>(),
-                "error": err,
+                "name": o.name,
+                "route": o.route,
+                "points": o.points,
+                "graphite": o.graphite,
+                "destinations": o.destinations.iter().map(|(o, d)| json!({"output": o, "destination": d})).collect::<Vec<_>>(),
+                "error": o.error,
             });
             writeln!(out, "{v}")?;
         } else {
             writeln!(out, "{line}")?;
-            if let Some(e) = err {
+            if let Some(e) = &o.error {
                 writeln!(out, "  error: {e}")?;
             }
-            for p in &points {
+            if let Some(n) = o
+                .name
+                .as_deref()
+                .filter(|n| *n != line.split_whitespace().next().unwrap_or(""))
+            {
+                writeln!(out, "  name: {n}")?;
+            }
+            if let Some(r) = &o.route {
+                for l in r.lines() {
+                    writeln!(out, "  route: {l}")?;
+                }
+            }
+            for p in o.points.iter().chain(&o.graphite) {
                 writeln!(out, "  -> {p}")?;
             }
-            for (o, d) in &destinations {
+            for (o, d) in &o.destinations {
                 writeln!(out, "  => output {o:?} destination {d}")?;
             }
         }
@@ -180,67 +255,175 @@ pub fn run(
 
 fn graphite_line(
     templates: &TemplateSet,
+    router: &Router,
+    outputs: &[DryOutput],
     line: &str,
     now_ns: i64,
-) -> (Vec<String>, Target, Option<String>) {
+) -> Outcome {
+    let mut o = Outcome::default();
     let sample = match graphite_plaintext::parse_line(line.as_bytes()) {
         Ok(s) => s,
-        Err(e) => return (Vec::new(), Target::Default, Some(e.to_string())),
+        Err(e) => {
+            o.error = Some(e.to_string());
+            return o;
+        }
     };
     if sample.value.is_nan() {
-        return (
-            Vec::new(),
-            Target::Default,
-            Some("value is NaN: dropped".into()),
-        );
+        o.error = Some("value is NaN: dropped".into());
+        return o;
     }
-    let ts = sample.timestamp.or_now(now_ns as f64 / 1e9);
-    let Some(ns) = crate::listener::graphite::to_nanos(ts) else {
-        return (
-            Vec::new(),
-            Target::Default,
-            Some("timestamp out of range".into()),
-        );
+    let Some(ns) =
+        crate::listener::graphite::to_nanos(sample.timestamp.or_now(now_ns as f64 / 1e9))
+    else {
+        o.error = Some("timestamp out of range".into());
+        return o;
     };
+    if sample.path.contains(';') {
+        if let Err(e) = graphite_plaintext::TaggedPath::parse(sample.path) {
+            o.error = Some(e.to_string());
+            return o;
+        }
+    }
+    let mut scratch = NameScratch::default();
+    let path = match router.normalize(sample.path, &mut scratch) {
+        Ok(p) => p,
+        Err(e) => {
+            o.error = Some(e.to_string());
+            return o;
+        }
+    };
+    o.name = Some(path.to_string());
+    let description = router.describe(path, Origin::Graphite);
+    o.route = Some(description.to_string());
     let tagged;
-    let (name, tags): (&str, Vec<(&str, &str)>) = if sample.path.contains(';') {
-        tagged = match graphite_plaintext::TaggedPath::parse(sample.path) {
-            Ok(t) => t,
-            Err(e) => return (Vec::new(), Target::Default, Some(e.to_string())),
-        };
+    let (name, tags): (&str, Vec<(&str, &str)>) = if path.contains(';') {
+        tagged = graphite_plaintext::TaggedPath::parse(path).expect("checked above");
         (
             tagged.name(),
             tagged.tags().map(|t| (t.key, t.value)).collect(),
         )
     } else {
-        (sample.path, Vec::new())
+        (path, Vec::new())
     };
-    let mut buf = Vec::new();
-    match templates
-        .translator()
-        .write_point(name, &tags, sample.value, ns, &mut buf)
-    {
-        Ok(()) => (
-            vec![String::from_utf8_lossy(buf.trim_ascii_end()).into_owned()],
-            Target::Default,
-            None,
-        ),
-        Err(e) => (Vec::new(), Target::Default, Some(e.to_string())),
+    let mut set = OutputSet::default();
+    router.route(path, Origin::Graphite, &mut set);
+    let mut placed = Vec::new();
+    for i in set.iter() {
+        match &outputs[i] {
+            DryOutput::Influx(c) => {
+                if o.points.is_empty() {
+                    let mut buf = Vec::new();
+                    match templates.translator().write_point(
+                        name,
+                        &tags,
+                        sample.value,
+                        ns,
+                        &mut buf,
+                    ) {
+                        Ok(()) => o
+                            .points
+                            .push(String::from_utf8_lossy(buf.trim_ascii_end()).into_owned()),
+                        Err(e) => {
+                            o.error = Some(e.to_string());
+                            continue;
+                        }
+                    }
+                }
+                o.destinations
+                    .push((c.name.clone(), influx_destination(c, &Target::Default)));
+            }
+            DryOutput::Graphite {
+                name: out_name,
+                cluster,
+                ..
+            } => {
+                if o.graphite.is_empty() {
+                    let mut buf = Vec::new();
+                    let seconds = ns.div_euclid(1_000_000_000);
+                    if graphite_plaintext::encode_sample(path, sample.value, seconds, &mut buf)
+                        .is_ok()
+                    {
+                        o.graphite
+                            .push(String::from_utf8_lossy(buf.trim_ascii_end()).into_owned());
+                    }
+                }
+                cluster.place(path, &mut placed);
+                for &d in &placed {
+                    o.destinations
+                        .push((out_name.clone(), cluster.destinations()[d].to_string()));
+                }
+            }
+        }
     }
+    o
 }
 
-fn line_protocol_line(line: &str, now_ns: i64) -> (Vec<String>, Target, Option<String>) {
-    let target = Target::Explicit(Destination::new("(request db)", ""));
-    match line_protocol::parse_line(line.trim_start()) {
-        Ok(p) => {
-            let body = line.trim().to_string();
-            let shown = if p.timestamp.is_none() {
-                format!("{body} {now_ns}")
-            } else {
-                body
-            };
-            (vec![shown], target, None)
+fn line_protocol_line(router: &Router, outputs: &[DryOutput], line: &str, now_ns: i64) -> Outcome {
+    let mut o = Outcome::default();
+    let point = match line_protocol::parse_line(line.trim_start()) {
+        Ok(p) => p,
+        Err(e) => {
+            o.error = Some(e.to_string());
+            return o;
         }
-        Err(e) => (Vec::new(), target, Some(e.to_string())),
+    };
+    let ns = match point.timestamp_nanos(line_protocol::Precision::Nanoseconds) {
+        Ok(t) => t.unwrap_or(now_ns),
+        Err(e) => {
+            o.error = Some(e.to_string());
+            return o;
+        }
+    };
+    let measurement = point.measurement.as_str();
+    o.route = Some(router.describe(&measurement, Origin::Line).to_string());
+    let mut set = OutputSet::default();
+    router.route(&measurement, Origin::Line, &mut set);
+    let mut placed = Vec::new();
+    for i in set.iter() {
+        match &outputs[i] {
+            DryOutput::Influx(c) => {
+                if o.points.is_empty() {
+                    let body = line.trim();
+                    o.points.push(if point.timestamp.is_none() {
+                        format!("{body} {ns}")
+                    } else {
+                        body.to_string()
+                    });
+                }
+                o.destinations
+                    .push((c.name.clone(), "(the db or bucket of the request)".into()));
+            }
+            DryOutput::Graphite {
+                name,
+                cluster,
+                to_graphite,
+            } => {
+                let mut buf = Vec::new();
+                let written = to_graphite.write_point(&point, ns, &mut buf);
+                if let Some(e) = written.error {
+                    o.error = Some(e.to_string());
+                }
+                for l in String::from_utf8_lossy(&buf).lines() {
+                    o.graphite.push(l.to_string());
+                    let path = l.split(' ').next().unwrap_or("");
+                    cluster.place(path, &mut placed);
+                    for &d in &placed {
+                        o.destinations
+                            .push((name.clone(), cluster.destinations()[d].to_string()));
+                    }
+                }
+            }
+        }
+    }
+    o
+}
+
+fn influx_destination(c: &crate::config::InfluxOutputConfig, target: &Target) -> String {
+    match target {
+        Target::Default if c.api == InfluxApi::V2 && !c.bucket.is_empty() => {
+            Destination::from_bucket(&c.bucket).to_string()
+        }
+        Target::Default => Destination::new(&c.database, &c.retention_policy).to_string(),
+        Target::Explicit(d) => d.to_string(),
     }
 }
