@@ -414,6 +414,8 @@ fn dry_run_json_graphite_shows_points_destinations_and_errors() {
         objects[0],
         json!({
             "input": "servers.dc1.web01.cpu.user 12.5 1700000000",
+            "name": "servers.dc1.web01.cpu.user",
+            "route": "no routes: to every output (influx, cloud)",
             "points": ["cpu,dc=dc1,host=web01,source=graphite user=12.5 1700000000000000000"],
             "graphite": [],
             "destinations": both_destinations("graphite", "metrics/raw"),
@@ -424,6 +426,8 @@ fn dry_run_json_graphite_shows_points_destinations_and_errors() {
         objects[1],
         json!({
             "input": "collectd.load;host=web01;dc=eu 0.5 1700000001",
+            "name": "collectd.load;host=web01;dc=eu",
+            "route": "no routes: to every output (influx, cloud)",
             "points": ["collectd.load,dc=eu,host=web01,source=graphite value=0.5 1700000001000000000"],
             "graphite": [],
             "destinations": both_destinations("graphite", "metrics/raw"),
@@ -448,6 +452,8 @@ fn dry_run_json_graphite_shows_points_destinations_and_errors() {
         objects[4],
         json!({
             "input": "foo.bar -1e3 1700000003.25",
+            "name": "foo.bar",
+            "route": "no routes: to every output (influx, cloud)",
             "points": ["foo.bar,source=graphite value=-1000 1700000003250000000"],
             "graphite": [],
             "destinations": both_destinations("graphite", "metrics/raw"),
@@ -519,6 +525,8 @@ fn dry_run_json_line_protocol_input() {
         objects[1],
         json!({
             "input": "bad",
+            "name": null,
+            "route": null,
             "points": [],
             "graphite": [],
             "destinations": [],
