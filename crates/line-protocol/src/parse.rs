@@ -900,14 +900,15 @@ fn typed_value<'a>(
         b'0'..=b'9' | b'-' | b'.' | b'n' | b'N' | b'i' | b'I' | b'u'
     ) {
         let last = b[b.len() - 1];
-        let body = &value[..value.len() - 1];
+        // Only sliced when the last byte is the ASCII `i` or `u`.
+        let body = || &value[..value.len() - 1];
         return match last {
-            b'i' => match parse_i64(body) {
+            b'i' => match parse_i64(body()) {
                 Ok(v) => Ok(Some(FieldValue::I64(v))),
                 Err(_) => Err(unconvertible("integer")),
             },
-            b'u' => match body.parse::<u64>() {
-                Ok(v) if !body.starts_with('+') => Ok(Some(FieldValue::U64(v))),
+            b'u' => match body().parse::<u64>() {
+                Ok(v) if !body().starts_with('+') => Ok(Some(FieldValue::U64(v))),
                 _ => Err(unconvertible("unsigned")),
             },
             _ => match parse_f64(value) {

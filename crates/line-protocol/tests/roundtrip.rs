@@ -295,6 +295,9 @@ fn regressions() {
     ] {
         parse_write_parse(body.as_bytes());
     }
+    // Found by the fuzzer: a number-like value whose last byte is inside a multi-byte
+    // character (through a field key ending in backslashes).
+    parse_write_parse(b"m f\x0d\x0da\x5c\x5c=\x22\x1df\x00\x12\x00\x00\x000\x0a\x0d\x00 c\x0a  \x0am g\x00=uuuu1\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\x5c\xce\x8e,h=2u,i=true \x22 0");
     // Found by the fuzzer: a string value's last byte is inside a multi-byte character.
     parse_write_parse(b"\x10x fk=\x22s\x5c\x5c=b/y\x01\x16\x22\x22\x5cg\x5cv\x5c\x5ck=\x1d\x00\x00\x00\x00\x00\x00\x00\x01\x16\x22\x22\x5cg=0.,hi=s\x5c\x5c\x5c\x22\x5ca\x22z\xc2\xab");
 }
