@@ -19,6 +19,7 @@ demo:
 
 bench:
 	bash bench/run.sh
+	BUILD=0 bash bench/relay.sh
 
 # Bounded fuzzing of every decoder (stable toolchain, RUSTC_BOOTSTRAP for the sanitizer flags).
 fuzz:
