@@ -95,8 +95,21 @@ curl -s -o /dev/null -w "   /write answered %{http_code}\n" -XPOST "$GW/write?db
   --data-binary "http_requests,service=api,code=200 count=42i $NOW"
 
 sleep 1
-echo "== queried back from InfluxDB (through the gateway)"
-curl -s -G "$GW/query" --data-urlencode 'db=graphite' --data-urlencode 'q=SELECT * FROM cpu, disk, "app.requests"' | python3 -m json.tool
-curl -s -G "$GW/query" --data-urlencode 'db=web' --data-urlencode 'q=SELECT * FROM http_requests' | python3 -m json.tool
+echo "== queried back from InfluxDB (through the gateway's /query proxy)"
+show() {
+  curl -s -G "$GW/query" --data-urlencode "db=$1" --data-urlencode "q=$2" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["results"]:
+    for s in r.get("series", []):
+        cols = s["columns"]
+        for v in s["values"]:
+            row = {c: x for c, x in zip(cols, v) if x is not None}
+            t = row.pop("time")
+            name = s["name"]
+            print(f"   {name:<14} {t}  " + "  ".join(f"{k}={row[k]}" for k in sorted(row)))
+'
+}
+show graphite 'SELECT * FROM cpu, disk, "app.requests"'
+show web 'SELECT * FROM http_requests'
 echo "== gateway metrics"
 curl -s "$GW/metrics" | grep -E '^fluxgate_(received|rejected|sent_points|queue_points)'
