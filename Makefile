@@ -13,6 +13,7 @@ test:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build -p fluxgate
 	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 demo:
 	bash scripts/demo.sh
