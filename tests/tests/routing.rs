@@ -451,8 +451,8 @@ fn without_a_match_all_rule_an_unmatched_point_goes_nowhere_and_is_counted() {
     let (a, b) = (TcpCapture::start(), TcpCapture::start());
     let ports = Ports::free();
     let gateway = ports.start(&format!(
-        "{}{}[[routes]]\nprefix = \"servers.\"\noutputs = [\"A\"]\n\n\
-         [[routes]]\nmatch = '\\.errors$'\noutputs = [\"B\"]\n",
+        "{}{}[[routes]]\nprefix = [\"servers.\", \"hosts.\"]\noutputs = [\"A\"]\n\n\
+         [[routes]]\nmatch = ['\\.errors$', '^alerts\\.']\noutputs = [\"B\"]\n",
         graphite_output("A", a.addr()),
         graphite_output("B", b.addr()),
     ));
@@ -463,6 +463,8 @@ fn without_a_match_all_rule_an_unmatched_point_goes_nowhere_and_is_counted() {
             "apps.api.errors 2 1700000000",
             "apps.api.latency 3 1700000000",
             "other 4 1700000000",
+            "hosts.h1.up 8 1700000000",
+            "alerts.disk.full 9 1700000000",
             // The tags do not count: the path does not end in `.errors`.
             "apps.tagged;suffix=y.errors 7 1700000000",
         ],
@@ -475,17 +477,21 @@ fn without_a_match_all_rule_an_unmatched_point_goes_nowhere_and_is_counted() {
     let (status, body) = write_lp(&gateway, "db", "mem,host=h1 free=6 1700000000000000000");
     assert_eq!((status, body.as_str()), (204, ""));
 
-    settle(&gateway, &[("A", 1.0), ("B", 2.0)]);
+    settle(&gateway, &[("A", 2.0), ("B", 3.0)]);
     assert_eq!(
-        lines_at(&a, 1),
-        strings(&["servers.web01.errors 1 1700000000"])
+        lines_at(&a, 2),
+        strings(&[
+            "servers.web01.errors 1 1700000000",
+            "hosts.h1.up 8 1700000000"
+        ])
     );
     assert_eq!(
-        lines_at(&b, 2),
+        lines_at(&b, 3),
         strings(&[
             // No `stop`: servers.web01.errors falls through to the second rule too.
             "servers.web01.errors 1 1700000000",
             "apps.api.errors 2 1700000000",
+            "alerts.disk.full 9 1700000000",
         ])
     );
     assert_eq!(unrouted(&gateway, "plaintext_tcp", "no_route"), 3.0);
@@ -805,6 +811,14 @@ fn validation_cleanse_makes_the_names_carbon_c_relay_makes() {
             "carbon-c-relay (allowed {allowed:?}) and fluxgate disagree"
         );
         assert_eq!(counter(&gateway, "fluxgate_rejected_total", &[]), 0.0);
+        // dry-run names the cleansed names and the lines the destination received.
+        let objects = dry_run(gateway.config_path(), "graphite", &input.join("\n"));
+        let predicted: Vec<String> = objects
+            .iter()
+            .flat_map(|o| o["graphite"].as_array().cloned().unwrap_or_default())
+            .map(|l| l.as_str().expect("a line").to_owned())
+            .collect();
+        assert_eq!(sorted(predicted), ours, "dry-run (allowed {allowed:?})");
     }
 }
 
