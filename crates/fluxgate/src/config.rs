@@ -569,6 +569,17 @@ impl Config {
         }
         crate::translate::graphite::TemplateSet::new(&self.graphite.template_config())
             .map_err(|e| ConfigError::invalid("graphite", e.to_string()))?;
+        for (i, r) in self.rewrite.iter().enumerate() {
+            if r.replace.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    format!("rewrite[{i}]"),
+                    format!(
+                        "replacement {:?} contains whitespace, which no Graphite name can hold",
+                        r.replace
+                    ),
+                ));
+            }
+        }
         self.router()
             .map_err(|e| ConfigError::invalid("routes", e.to_string()))?;
         Ok(())
@@ -682,6 +693,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `name2`"), "{e}");
+    }
+
+    #[test]
+    fn a_rewrite_that_would_make_a_space_is_refused() {
+        let e = Config::from_toml("[[rewrite]]\nmatch = 'a'\nreplace = 'a b'\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "rewrite[0]: replacement \"a b\" contains whitespace, which no Graphite name can hold"
+        );
     }
 
     #[test]

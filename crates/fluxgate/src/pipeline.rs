@@ -64,6 +64,14 @@ impl Output {
             Output::Graphite { output, .. } => output.abandon(),
         }
     }
+
+    /// Counts (and logs, rate-limited) points this output could not carry.
+    pub fn drop_points(&self, n: usize, reason: &str, why: &str) {
+        match self {
+            Output::Influx(o) => o.drop_points(n, reason, why),
+            Output::Graphite { output, .. } => output.drop_points(n, reason, why),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -94,6 +102,9 @@ pub struct Submitted {
 pub enum Reject {
     /// A name that cleansing or rewriting cannot make valid.
     Name(NameError),
+    /// A name no routed output can carry (e.g. a space in a Graphite path with
+    /// `validation = "none"`).
+    Unrepresentable(graphite_plaintext::Error),
     /// A tagged series (`name;k=v`) that breaks carbon's tag rules.
     Tags(graphite_plaintext::Error),
     Translate(TranslateError),
@@ -103,6 +114,7 @@ impl Reject {
     pub fn reason(&self) -> &'static str {
         match self {
             Reject::Name(e) => e.reason(),
+            Reject::Unrepresentable(e) => e.reason(),
             Reject::Tags(e) => e.reason(),
             Reject::Translate(e) => e.reason(),
         }
@@ -113,6 +125,7 @@ impl std::fmt::Display for Reject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reject::Name(e) => e.fmt(f),
+            Reject::Unrepresentable(e) => e.fmt(f),
             Reject::Tags(e) => e.fmt(f),
             Reject::Translate(e) => e.fmt(f),
         }
@@ -125,8 +138,10 @@ pub struct Batch {
     /// The `listener` label for points the routes send nowhere.
     listener: &'static str,
     bufs: Vec<(Vec<u8>, usize)>,
-    /// One translation of the current point, copied to each output that takes it.
-    scratch: Vec<u8>,
+    /// The current point as line protocol and as plaintext, made once each and copied to
+    /// every output that takes that form.
+    lp: Vec<u8>,
+    plain: Vec<u8>,
     names: NameScratch,
     routed: OutputSet,
     points: usize,
@@ -137,7 +152,8 @@ impl Batch {
         Self {
             listener,
             bufs: Vec::new(),
-            scratch: Vec::new(),
+            lp: Vec::new(),
+            plain: Vec::new(),
             names: NameScratch::default(),
             routed: OutputSet::default(),
             points: 0,
@@ -229,59 +245,70 @@ impl Batch {
             (path, Vec::new())
         };
         if !self.route(pipeline, path, Origin::Graphite) {
+            // Valid, and sent nowhere on purpose: received, and counted as unrouted.
+            self.points += 1;
             return Ok(());
         }
-        // Each form is made once, for the first output that needs it. What InfluxDB cannot
-        // store (±Inf, say) is refused for the InfluxDB outputs only: carbon stores it.
-        let mut lp: Option<Result<Vec<u8>, TranslateError>> = None;
-        let mut plain: Option<Vec<u8>> = None;
+        // Each form is made once, for the first output that needs it, into a reused buffer.
+        let Batch {
+            bufs,
+            lp,
+            plain,
+            routed,
+            ..
+        } = self;
+        let mut lp_made: Option<Result<(), TranslateError>> = None;
+        let mut plain_made: Option<Result<(), graphite_plaintext::Error>> = None;
         let mut taken = false;
-        for i in self.routed.iter() {
-            let (buf, n) = &mut self.bufs[i];
-            match &pipeline.outputs[i] {
-                Output::Influx(_) => {
-                    let line = lp.get_or_insert_with(|| {
-                        self.scratch.clear();
-                        tr.write_point(name, &tags, value, timestamp_ns, &mut self.scratch)
-                            .map(|()| std::mem::take(&mut self.scratch))
-                    });
-                    if let Ok(line) = line {
-                        buf.extend_from_slice(line);
-                        *n += 1;
-                        taken = true;
-                    }
-                }
-                Output::Graphite { .. } => {
-                    let line = plain.get_or_insert_with(|| {
-                        let mut line = Vec::with_capacity(path.len() + 32);
+        for i in routed.iter() {
+            let (buf, n) = &mut bufs[i];
+            let made = match &pipeline.outputs[i] {
+                Output::Influx(_) => lp_made
+                    .get_or_insert_with(|| {
+                        lp.clear();
+                        tr.write_point(name, &tags, value, timestamp_ns, lp)
+                    })
+                    .is_ok()
+                    .then_some(&*lp),
+                Output::Graphite { .. } => plain_made
+                    .get_or_insert_with(|| {
+                        plain.clear();
                         let seconds = timestamp_ns.div_euclid(1_000_000_000);
-                        if graphite_plaintext::encode_sample(path, value, seconds, &mut line)
-                            .is_err()
-                        {
-                            line.clear();
-                        }
-                        line
-                    });
-                    if !line.is_empty() {
-                        buf.extend_from_slice(line);
-                        *n += 1;
-                        taken = true;
-                    }
-                }
+                        graphite_plaintext::encode_sample(path, value, seconds, plain)
+                    })
+                    .is_ok()
+                    .then_some(&*plain),
+            };
+            if let Some(line) = made {
+                buf.extend_from_slice(line);
+                *n += 1;
+                taken = true;
             }
         }
-        if taken {
-            self.points += 1;
+        let lp_err = lp_made.and_then(Result::err);
+        let plain_err = plain_made.and_then(Result::err);
+        if !taken {
+            // No output could carry it: for the sender, the point is refused.
+            return match (lp_err, plain_err) {
+                (Some(e), _) => Err(Reject::Translate(e)),
+                (None, Some(e)) => Err(Reject::Unrepresentable(e)),
+                (None, None) => Ok(()),
+            };
         }
-        match lp {
-            // The scratch buffer goes back for the next point.
-            Some(Ok(line)) => {
-                self.scratch = line;
-                Ok(())
+        self.points += 1;
+        // Some outputs took it (carbon stores ±Inf, InfluxDB does not, say): each one that
+        // could not counts it as dropped, with the reason.
+        for i in self.routed.iter() {
+            let output = &pipeline.outputs[i];
+            let refused = match output {
+                Output::Influx(_) => lp_err.as_ref().map(|e| (e.reason(), e.to_string())),
+                Output::Graphite { .. } => plain_err.as_ref().map(|e| (e.reason(), e.to_string())),
+            };
+            if let Some((reason, why)) = refused {
+                output.drop_points(1, reason, &format!("{path}: {why}"));
             }
-            Some(Err(e)) => Err(Reject::Translate(e)),
-            None => Ok(()),
         }
+        Ok(())
     }
 
     /// A line-protocol point whose normalized text (nanosecond timestamp, `\n`-terminated) is
@@ -296,6 +323,7 @@ impl Batch {
     ) {
         self.prepare(pipeline);
         if !self.route(pipeline, &point.measurement.as_str(), Origin::Line) {
+            self.points += 1;
             return;
         }
         for i in self.routed.iter() {

@@ -166,6 +166,11 @@ impl GraphiteOutput {
         self.inner.push(body, points).await
     }
 
+    /// Counts (and logs, rate-limited) points this output could not carry.
+    pub fn drop_points(&self, n: usize, reason: &str, why: &str) {
+        self.inner.drop_points(n, reason, why);
+    }
+
     pub fn close(&self) {
         for d in &self.inner.dests {
             d.queue.close();

@@ -239,6 +239,11 @@ impl InfluxOutput {
         self.ctx.queue.close();
     }
 
+    /// Counts (and logs, rate-limited) points this output could not carry.
+    pub fn drop_points(&self, n: usize, reason: &str, why: &str) {
+        self.ctx.drop_points(n, reason, why);
+    }
+
     /// Points accepted and not yet delivered.
     pub fn outstanding(&self) -> usize {
         self.ctx.queue.outstanding()
