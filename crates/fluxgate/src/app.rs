@@ -22,7 +22,7 @@ use crate::{
     metrics::Metrics,
     output::{graphite::GraphiteOutput, influxdb::InfluxOutput},
     pipeline::{Output, Pipeline},
-    translate::{graphite::TemplateSet, influx::InfluxToGraphite},
+    translate::influx::InfluxToGraphite,
     Error,
 };
 
@@ -393,18 +393,12 @@ fn build_pipeline(
     outputs: &HashMap<String, RunningOutput>,
     metrics: &Metrics,
 ) -> Result<Pipeline, Error> {
-    let mut templates = TemplateSet::new(&config.graphite.template_config()).map_err(|e| {
+    let templates = config.graphite.templates().map_err(|e| {
         Error::Config(crate::config::ConfigError::Invalid {
             section: "graphite".into(),
             message: e.to_string(),
         })
     })?;
-    if config.graphite.decode_names {
-        templates = match config.graphite.name_encoding {
-            metric_name::Encoding::Idna => templates.with_decoder(metric_name::decode),
-            metric_name::Encoding::Punycode => templates.with_decoder(decode_punycode),
-        };
-    }
     let router = config.router().map_err(|e| {
         Error::Config(crate::config::ConfigError::Invalid {
             section: "routes".into(),
@@ -448,8 +442,4 @@ fn fingerprint_of(name: &str, config: &Config) -> String {
         "pickle" => format!("{:?}", l.pickle),
         _ => format!("{:?}", l.http),
     }
-}
-
-fn decode_punycode(segment: &str) -> Result<std::borrow::Cow<'_, str>, metric_name::Error> {
-    metric_name::decode_with(metric_name::Encoding::Punycode, segment)
 }

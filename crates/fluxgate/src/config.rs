@@ -567,7 +567,8 @@ impl Config {
             crate::translate::influx::InfluxToGraphite::new(&out.to_graphite_config())
                 .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
         }
-        crate::translate::graphite::TemplateSet::new(&self.graphite.template_config())
+        self.graphite
+            .templates()
             .map_err(|e| ConfigError::invalid("graphite", e.to_string()))?;
         for (i, r) in self.rewrite.iter().enumerate() {
             if r.replace.chars().any(char::is_whitespace) {
@@ -607,6 +608,20 @@ impl Config {
 }
 
 impl GraphiteConfig {
+    /// The compiled templates, with the name decoder when `decode_names` is on: what the
+    /// gateway and `dry-run` both translate with.
+    pub fn templates(
+        &self,
+    ) -> Result<crate::translate::graphite::TemplateSet, crate::translate::graphite::TemplateError>
+    {
+        let set = crate::translate::graphite::TemplateSet::new(&self.template_config())?;
+        Ok(match (self.decode_names, self.name_encoding) {
+            (false, _) => set,
+            (true, metric_name::Encoding::Idna) => set.with_decoder(metric_name::decode),
+            (true, metric_name::Encoding::Punycode) => set.with_decoder(decode_punycode),
+        })
+    }
+
     pub fn template_config(&self) -> crate::translate::graphite::GraphiteTemplateConfig {
         crate::translate::graphite::GraphiteTemplateConfig {
             separator: self.separator.clone(),
@@ -614,6 +629,10 @@ impl GraphiteConfig {
             tags: self.tags.clone(),
         }
     }
+}
+
+fn decode_punycode(segment: &str) -> Result<std::borrow::Cow<'_, str>, metric_name::Error> {
+    metric_name::decode_with(metric_name::Encoding::Punycode, segment)
 }
 
 fn env_prefix(name: &str) -> String {

@@ -168,8 +168,10 @@ pub fn run(
     mut out: impl Write,
 ) -> std::io::Result<()> {
     let other = |e: String| std::io::Error::other(e);
-    let templates =
-        TemplateSet::new(&config.graphite.template_config()).map_err(|e| other(e.to_string()))?;
+    let templates = config
+        .graphite
+        .templates()
+        .map_err(|e| other(e.to_string()))?;
     let router = config.router().map_err(|e| other(e.to_string()))?;
     let mut outputs: Vec<DryOutput> = config
         .outputs
@@ -425,5 +427,45 @@ fn influx_destination(c: &crate::config::InfluxOutputConfig, target: &Target) ->
         }
         Target::Default => Destination::new(&c.database, &c.retention_policy).to_string(),
         Target::Explicit(d) => d.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dry(config: &str, input: &str) -> Vec<serde_json::Value> {
+        let config = Config::from_toml(config, "test").unwrap();
+        let mut out = Vec::new();
+        run(&config, Input::Graphite, true, input.as_bytes(), &mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    const INFLUX: &str = "[[outputs.influxdb]]\nname = \"influx\"\n";
+
+    #[test]
+    fn decode_names_turns_encoded_segments_back_into_unicode() {
+        let config = format!(
+            "[graphite]\ndecode_names = true\ntemplates = [\"host.measurement*\"]\n{INFLUX}"
+        );
+        let v = dry(&config, "web%2001.xn--caf-dma.cpu 1 1700000000\n");
+        assert_eq!(
+            v[0]["points"],
+            serde_json::json!(["café.cpu,host=web\\ 01 value=1 1700000000000000000"])
+        );
+    }
+
+    #[test]
+    fn without_decode_names_encoded_segments_stay_as_sent() {
+        let config = format!("[graphite]\ntemplates = [\"host.measurement*\"]\n{INFLUX}");
+        let v = dry(&config, "web%2001.xn--caf-dma.cpu 1 1700000000\n");
+        assert_eq!(
+            v[0]["points"],
+            serde_json::json!(["xn--caf-dma.cpu,host=web%2001 value=1 1700000000000000000"])
+        );
     }
 }
