@@ -43,6 +43,29 @@ impl GraphiteBatch {
         }
     }
 
+    /// Reads what the peer sent next into `buf` (room for `chunk` more bytes first). True at
+    /// the end of the stream: EOF, a read error (counted), or the listener stopping.
+    pub(crate) async fn read_more(
+        &self,
+        stream: &mut tokio::net::TcpStream,
+        buf: &mut bytes::BytesMut,
+        chunk: usize,
+    ) -> bool {
+        use tokio::io::AsyncReadExt;
+        buf.reserve(chunk);
+        let read = tokio::select! {
+            r = stream.read_buf(buf) => r,
+            _ = self.ctx.cancel.cancelled() => Ok(0),
+        };
+        match read {
+            Ok(n) => n == 0,
+            Err(e) => {
+                self.reject("read_error", &format_args!("read failed: {e}"));
+                true
+            }
+        }
+    }
+
     /// Starts a new read: takes one clock reading for the samples that say "now".
     pub(crate) fn begin(&mut self) {
         self.now = now_seconds();

@@ -10,7 +10,7 @@ use std::{net::SocketAddr, sync::Arc};
 use bytes::{Buf, BytesMut};
 use graphite_pickle::{Decoder, FrameSplitter};
 use graphite_plaintext::Timestamp;
-use tokio::{io::AsyncReadExt, net::TcpStream};
+use tokio::net::TcpStream;
 
 use super::{graphite::GraphiteBatch, ListenerCtx};
 
@@ -25,18 +25,7 @@ pub async fn connection(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
-        buf.reserve(64 * 1024);
-        let read = tokio::select! {
-            r = stream.read_buf(&mut buf) => r,
-            _ = ctx.cancel.cancelled() => Ok(0),
-        };
-        let eof = match read {
-            Ok(n) => n == 0,
-            Err(e) => {
-                batch.reject("read_error", &format_args!("read failed: {e}"));
-                true
-            }
-        };
+        let eof = batch.read_more(&mut stream, &mut buf, 64 * 1024).await;
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();

@@ -4,10 +4,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use bytes::{Buf, BytesMut};
 use graphite_plaintext::LineSplitter;
-use tokio::{
-    io::AsyncReadExt,
-    net::{TcpStream, UdpSocket},
-};
+use tokio::net::{TcpStream, UdpSocket};
 
 use super::{graphite::GraphiteBatch, ListenerCtx};
 use crate::{pipeline::Pipeline, translate::graphite::Translator};
@@ -27,18 +24,7 @@ pub async fn connection(
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
-        buf.reserve(READ_BYTES);
-        let read = tokio::select! {
-            r = stream.read_buf(&mut buf) => r,
-            _ = ctx.cancel.cancelled() => Ok(0),
-        };
-        let eof = match read {
-            Ok(n) => n == 0,
-            Err(e) => {
-                batch.reject("read_error", &format_args!("read failed: {e}"));
-                true
-            }
-        };
+        let eof = batch.read_more(&mut stream, &mut buf, READ_BYTES).await;
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
@@ -75,19 +61,10 @@ pub async fn udp(socket: UdpSocket, ctx: Arc<ListenerCtx>, max_datagram: usize, 
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
-        datagram(
-            &mut splitter,
-            &mut batch,
-            &pipeline,
-            &mut translator,
-            &buf[..n],
-        );
-        // Datagrams keep coming while we wait: drain what the socket already holds into
-        // this batch before handing it on, so a burst is one chunk, not one per datagram.
-        while batch.len() < UDP_BATCH_POINTS {
-            let Ok((n, _)) = socket.try_recv_from(&mut buf) else {
-                break;
-            };
+        // Datagrams keep coming while we wait: what the socket already holds joins this
+        // batch before it is handed on, so a burst is one batch, not one per datagram.
+        let mut n = n;
+        loop {
             datagram(
                 &mut splitter,
                 &mut batch,
@@ -95,6 +72,13 @@ pub async fn udp(socket: UdpSocket, ctx: Arc<ListenerCtx>, max_datagram: usize, 
                 &mut translator,
                 &buf[..n],
             );
+            if batch.len() >= UDP_BATCH_POINTS {
+                break;
+            }
+            match socket.try_recv_from(&mut buf) {
+                Ok((more, _)) => n = more,
+                Err(_) => break,
+            }
         }
         drop(translator);
         batch.flush(&pipeline).await;

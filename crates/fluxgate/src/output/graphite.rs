@@ -22,7 +22,6 @@ use std::{
 use bytes::Bytes;
 use graphite_pickle::FrameEncoder;
 use prometheus::{Histogram, IntCounter, IntGauge};
-use rand::Rng;
 use tokio::{io::AsyncWriteExt, net::TcpStream, task::JoinSet};
 use tracing::info;
 
@@ -304,12 +303,7 @@ impl DestCtx {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .cfg
-            .retry_initial
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.cfg.retry_max);
-        base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+        super::backoff(self.cfg.retry_initial, self.cfg.retry_max, attempt)
     }
 
     fn send_error(&self, reason: &str) {

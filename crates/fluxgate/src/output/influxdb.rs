@@ -17,7 +17,6 @@ use std::{
 
 use bytes::Bytes;
 use prometheus::{Histogram, IntCounter};
-use rand::Rng;
 use reqwest::{header, StatusCode};
 use tokio::{sync::mpsc, task::JoinSet};
 
@@ -491,12 +490,7 @@ impl Ctx {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .cfg
-            .retry_initial
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.cfg.retry_max);
-        base.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+        super::backoff(self.cfg.retry_initial, self.cfg.retry_max, attempt)
     }
 
     async fn attempt(&self, req: &Request) -> Attempt {
