@@ -141,16 +141,6 @@ impl GraphiteOutput {
         &self.inner.cfg
     }
 
-    /// The destinations a metric name goes to now (health counts for `any_of`/`failover`).
-    pub fn place(&self, name: &str, out: &mut Vec<usize>) {
-        self.inner.place(name, out);
-    }
-
-    /// `host:port[:instance]` of destination `i`.
-    pub fn destination_label(&self, i: usize) -> &str {
-        &self.inner.dests[i].label
-    }
-
     pub fn start(&self, tasks: &mut JoinSet<()>) {
         for index in 0..self.inner.dests.len() {
             let inner = self.inner.clone();
@@ -232,6 +222,7 @@ impl Inner {
         worst
     }
 
+    /// The destinations a metric name goes to now (health counts for `any_of`/`failover`).
     fn place(&self, name: &str, out: &mut Vec<usize>) {
         let dests = &self.dests;
         self.cluster

@@ -21,7 +21,7 @@ use reqwest::{header, StatusCode};
 use tokio::{sync::mpsc, task::JoinSet};
 
 use crate::{
-    config::{InfluxApi, InfluxOutputConfig, Overflow},
+    config::{InfluxApi, InfluxOutputConfig},
     metrics::{Metrics, RateLimit},
     queue::{PointQueue, Push, Weighted},
     warn_limited,
@@ -101,9 +101,6 @@ impl Weighted for Entry {
         self.points
     }
 }
-
-/// What a push into the output did with the chunk.
-pub type Enqueued = Push;
 
 #[derive(Debug)]
 struct Ctx {
@@ -187,8 +184,8 @@ impl InfluxOutput {
         &self.ctx.client
     }
 
-    /// The destination a chunk resolves to, for `dry-run`.
-    pub fn destination(&self, target: &Target) -> Destination {
+    /// The destination a chunk resolves to.
+    fn destination(&self, target: &Target) -> Destination {
         match target {
             Target::Default => self.ctx.default_dest.clone(),
             Target::Explicit(d) => d.clone(),
@@ -211,11 +208,8 @@ impl InfluxOutput {
     }
 
     /// Queues a chunk under the output's overflow policy; drops are counted here.
-    pub async fn push(&self, chunk: Chunk) -> Enqueued {
-        self.push_with(chunk, self.ctx.cfg.overflow).await
-    }
-
-    pub async fn push_with(&self, chunk: Chunk, policy: Overflow) -> Enqueued {
+    pub async fn push(&self, chunk: Chunk) -> Push {
+        let policy = self.ctx.cfg.overflow;
         let entry = Entry {
             dest: self.destination(&chunk.target),
             body: chunk.body,
