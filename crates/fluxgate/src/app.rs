@@ -83,6 +83,7 @@ pub struct Gateway {
     outputs: HashMap<String, RunningOutput>,
     /// Outputs replaced by a reload, still delivering what they had queued.
     retiring: JoinSet<()>,
+    retired: Vec<Output>,
     listeners: HashMap<&'static str, RunningListener>,
     pipeline_tx: watch::Sender<Arc<Pipeline>>,
     pipeline_rx: watch::Receiver<Arc<Pipeline>>,
@@ -108,6 +109,7 @@ impl Gateway {
             metrics,
             outputs,
             retiring: JoinSet::new(),
+            retired: Vec::new(),
             listeners: HashMap::new(),
             pipeline_tx,
             pipeline_rx,
@@ -138,7 +140,9 @@ impl Gateway {
                 _ = int.recv() => break,
                 _ = hup.recv() => self.reload().await,
                 // Reap outputs retired by earlier reloads as they finish.
-                Some(_) = self.retiring.join_next(), if !self.retiring.is_empty() => {}
+                Some(_) = self.retiring.join_next(), if !self.retiring.is_empty() => {
+                    self.retired.retain(|o| o.outstanding() > 0);
+                }
             }
         }
         info!("shutting down: no longer accepting, draining queues");
@@ -166,8 +170,10 @@ impl Gateway {
 
     /// Applies a new configuration (see the module docs for what restarts).
     pub async fn apply(&mut self, new: Config) -> Result<(), Error> {
+        // Everything that can fail is checked or built before anything is swapped, so a
+        // refused config leaves the gateway as it was.
+        new.validate()?;
         let new = Arc::new(new);
-        // Build first, swap after: a failure leaves everything as it was.
         let wanted = output_configs(&new);
         let mut fresh = HashMap::new();
         for oc in &wanted {
@@ -184,6 +190,7 @@ impl Gateway {
             } else {
                 info!(output = %name, "output changed or removed: delivering what it queued, then stopping");
                 running.output.close();
+                self.retired.push(running.output.clone());
                 let mut tasks = running.tasks;
                 self.retiring
                     .spawn(async move { while tasks.join_next().await.is_some() {} });
@@ -222,16 +229,17 @@ impl Gateway {
             tokio::time::timeout(deadline, async { while all.join_next().await.is_some() {} })
                 .await;
         if drained.is_err() {
-            for r in self.outputs.values() {
-                let left = r.output.outstanding();
+            let running = self.outputs.values().map(|r| &r.output);
+            for output in running.chain(&self.retired) {
+                let left = output.outstanding();
                 if left > 0 {
                     error!(
-                        output = r.output.name(),
+                        output = output.name(),
                         points = left,
                         "shutdown deadline passed with points undelivered"
                     );
                 }
-                r.output.abandon();
+                output.abandon();
             }
         } else {
             info!("all queues drained");
