@@ -1,17 +1,28 @@
 //! The running gateway: builds outputs and listeners from a config, serves until SIGTERM
 //! (then drains within `shutdown_timeout`), and reloads on SIGHUP.
 //!
-//! Reload restarts only what changed. A changed or removed output stops taking new points
-//! and keeps delivering what it already queued (nothing accepted is dropped by a reload);
-//! unchanged outputs keep their queues and connections. Listeners whose section changed are
-//! rebound; the others keep their connections.
+//! Reload restarts only what changed, and never waits inside the signal loop. The new
+//! pipeline is published before anything old is retired, so a sender waiting on an output
+//! that is being replaced moves its points to the replacement. A changed output that keeps its
+//! upstream hands what it has not sent to its successor; a removed one delivers what it
+//! queued, for at most `shutdown_timeout`, after which what is left is counted as dropped
+//! (`reload`). A changed listener takes over the old one's socket when its address did not
+//! change (so nothing is refused in between); the old one stops accepting, and its open
+//! Graphite connections keep being served until their senders close them.
+//!
+//! Shutdown: stop accepting, let connections hand on what they read (waiting for room as
+//! they would), close the queues, let the outputs deliver, all within one `shutdown_timeout`.
+//! At the deadline every queue is closed (a sender still waiting for room wakes and counts
+//! its points), what is undelivered is counted as dropped (`shutdown`), and the exit status
+//! says so.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{
     net::{TcpListener, UdpSocket},
     sync::watch,
     task::JoinSet,
+    time::Instant,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
@@ -20,8 +31,8 @@ use crate::{
     config::{Config, GraphiteOutputConfig, InfluxOutputConfig},
     listener::{self, ListenerCtx},
     metrics::Metrics,
-    output::{graphite::GraphiteOutput, influxdb::InfluxOutput},
-    pipeline::{Output, Pipeline},
+    output::{graphite::GraphiteOutput, influxdb::InfluxOutput, Output},
+    pipeline::Pipeline,
     translate::influx::InfluxToGraphite,
     Error,
 };
@@ -62,14 +73,26 @@ fn output_configs(config: &Config) -> Vec<OutputConfig> {
 #[derive(Debug)]
 struct RunningOutput {
     config: OutputConfig,
-    output: Output,
+    output: Arc<dyn Output>,
     tasks: JoinSet<()>,
+}
+
+/// A bound socket, kept so that a restarted listener on the same address can take it over.
+#[derive(Debug, Clone)]
+enum Socket {
+    Tcp(Arc<TcpListener>),
+    Udp(Arc<UdpSocket>),
 }
 
 #[derive(Debug)]
 struct RunningListener {
     /// The config section it was started from, compared on reload.
     fingerprint: String,
+    address: String,
+    socket: Socket,
+    /// Stops the accept loop (or the UDP receive loop).
+    stop_accepting: CancellationToken,
+    /// Stops the connections (at shutdown; an HTTP listener's on reload too).
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -81,10 +104,13 @@ pub struct Gateway {
     config: Arc<Config>,
     metrics: Metrics,
     outputs: HashMap<String, RunningOutput>,
-    /// Outputs replaced by a reload, still delivering what they had queued.
+    /// Outputs replaced by a reload, still delivering what they had (each under a deadline).
     retiring: JoinSet<()>,
-    retired: Vec<Output>,
+    retired: Vec<Arc<dyn Output>>,
     listeners: HashMap<&'static str, RunningListener>,
+    /// Listeners replaced by a reload whose connections are still open: their `cancel` and
+    /// tracker (their sockets are let go).
+    old_listeners: Vec<(CancellationToken, TaskTracker)>,
     pipeline_tx: watch::Sender<Arc<Pipeline>>,
     pipeline_rx: watch::Receiver<Arc<Pipeline>>,
     /// Addresses actually bound (port 0 resolved), for tests and logs.
@@ -111,6 +137,7 @@ impl Gateway {
             retiring: JoinSet::new(),
             retired: Vec::new(),
             listeners: HashMap::new(),
+            old_listeners: Vec::new(),
             pipeline_tx,
             pipeline_rx,
             bound: HashMap::new(),
@@ -128,8 +155,9 @@ impl Gateway {
         self.bound.get(listener).copied()
     }
 
-    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains.
-    pub async fn run_until_signalled(mut self) -> Result<(), Error> {
+    /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains. `Ok(false)` when
+    /// the drain ran out of time and points were dropped.
+    pub async fn run_until_signalled(mut self) -> Result<bool, Error> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
         let mut int = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
@@ -144,10 +172,11 @@ impl Gateway {
                     self.retired.retain(|o| o.outstanding() > 0);
                 }
             }
+            self.old_listeners
+                .retain(|(_, tracker)| !tracker.is_empty());
         }
         info!("shutting down: no longer accepting, draining queues");
-        self.shutdown().await;
-        Ok(())
+        Ok(self.shutdown().await)
     }
 
     /// Re-reads the config file and applies what changed; a bad config is logged and the
@@ -183,41 +212,92 @@ impl Gateway {
             }
         }
         let mut outputs = HashMap::new();
+        let mut leaving = Vec::new();
         for (name, running) in self.outputs.drain() {
-            let keep = wanted.iter().any(|oc| oc == &running.config);
-            if keep {
+            if wanted.iter().any(|oc| oc == &running.config) {
                 outputs.insert(name, running);
             } else {
-                info!(output = %name, "output changed or removed: delivering what it queued, then stopping");
-                running.output.close();
-                self.retired.push(running.output.clone());
-                let mut tasks = running.tasks;
-                self.retiring
-                    .spawn(async move { while tasks.join_next().await.is_some() {} });
+                leaving.push(running);
             }
         }
         outputs.extend(fresh);
-        self.outputs = outputs;
-        let pipeline = build_pipeline(&new, &self.outputs, &self.metrics)?;
+        let pipeline = build_pipeline(&new, &outputs, &self.metrics)?;
+        // Published first: whoever waits on a leaving output finds its successor.
         self.pipeline_tx.send_replace(Arc::new(pipeline));
+        for running in leaving {
+            let name = running.output.name().to_owned();
+            let successor = outputs
+                .get(&name)
+                .filter(|s| s.output.upstream_key() == running.output.upstream_key());
+            match successor {
+                Some(s) => {
+                    info!(output = %name, "output changed: handing what it queued to the new one");
+                    running.output.hand_over(s.output.clone());
+                }
+                None => {
+                    info!(output = %name, "output changed or removed: delivering what it queued, then stopping");
+                    running.output.close();
+                }
+            }
+            self.retire(running, new.shutdown_timeout);
+        }
+        self.outputs = outputs;
         self.config = new.clone();
         self.sync_listeners(&new, false).await?;
         info!("configuration reloaded");
         Ok(())
     }
 
-    /// Stops listeners, lets connections flush, then waits up to `shutdown_timeout` for the
-    /// outputs to deliver everything queued. What is left then is counted as dropped.
-    pub async fn shutdown(mut self) {
+    /// Lets a replaced output finish in the background for at most `deadline`.
+    fn retire(&mut self, running: RunningOutput, deadline: Duration) {
+        let output = running.output.clone();
+        self.retired.push(output.clone());
+        let mut tasks = running.tasks;
+        self.retiring.spawn(async move {
+            let finished =
+                tokio::time::timeout(deadline, async { while tasks.join_next().await.is_some() {} })
+                    .await;
+            if finished.is_err() {
+                let left = output.outstanding();
+                error!(output = output.name(), points = left,
+                    "reload: the replaced output did not deliver in time; giving up on what is left");
+                output.abandon("reload");
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+        });
+    }
+
+    /// Stops listeners, lets connections hand on what they read, then waits for the outputs
+    /// to deliver; everything within `shutdown_timeout`. True when nothing was given up.
+    pub async fn shutdown(mut self) -> bool {
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let mut listeners: Vec<(CancellationToken, TaskTracker)> = Vec::new();
         for (_, l) in self.listeners.drain() {
-            l.cancel.cancel();
-            l.tracker.close();
-            l.tracker.wait().await;
+            l.stop_accepting.cancel();
+            listeners.push((l.cancel, l.tracker));
         }
-        for r in self.outputs.values() {
-            r.output.close();
+        listeners.append(&mut self.old_listeners);
+        for (cancel, tracker) in &listeners {
+            cancel.cancel();
+            tracker.close();
         }
-        let deadline = self.config.shutdown_timeout;
+        let connections_done = tokio::time::timeout_at(deadline, async {
+            for (_, tracker) in &listeners {
+                tracker.wait().await;
+            }
+        })
+        .await
+        .is_ok();
+        let outputs: Vec<Arc<dyn Output>> = self
+            .outputs
+            .values()
+            .map(|r| r.output.clone())
+            .chain(self.retired.iter().cloned())
+            .collect();
+        for o in &outputs {
+            o.close();
+        }
         let mut all = JoinSet::new();
         for (_, r) in self.outputs.iter_mut() {
             let mut tasks = std::mem::take(&mut r.tasks);
@@ -226,24 +306,40 @@ impl Gateway {
         let mut retiring = std::mem::take(&mut self.retiring);
         all.spawn(async move { while retiring.join_next().await.is_some() {} });
         let drained =
-            tokio::time::timeout(deadline, async { while all.join_next().await.is_some() {} })
-                .await;
-        if drained.is_err() {
-            let running = self.outputs.values().map(|r| &r.output);
-            for output in running.chain(&self.retired) {
-                let left = output.outstanding();
-                if left > 0 {
-                    error!(
-                        output = output.name(),
-                        points = left,
-                        "shutdown deadline passed with points undelivered"
-                    );
-                }
-                output.abandon();
-            }
-        } else {
+            tokio::time::timeout_at(deadline, async { while all.join_next().await.is_some() {} })
+                .await
+                .is_ok();
+        if connections_done && drained {
             info!("all queues drained");
+            return true;
         }
+        let mut lost = false;
+        for output in &outputs {
+            let left = output.outstanding();
+            if left > 0 {
+                lost = true;
+                error!(
+                    output = output.name(),
+                    points = left,
+                    "shutdown deadline passed with points undelivered"
+                );
+            }
+            output.abandon("shutdown");
+        }
+        if !connections_done {
+            // Senders still waiting for room were woken by the closed queues and count what
+            // they held; give them a moment to do so.
+            lost = true;
+            let _ = tokio::time::timeout(GRACE, async {
+                for (_, tracker) in &listeners {
+                    tracker.wait().await;
+                }
+            })
+            .await;
+            error!("shutdown deadline passed with connections still handing on points");
+        }
+        all.abort_all();
+        !lost
     }
 
     async fn sync_listeners(&mut self, config: &Config, initial: bool) -> Result<(), Error> {
@@ -256,25 +352,54 @@ impl Gateway {
         ];
         for (name, addr) in wanted {
             let fingerprint = fingerprint_of(name, config);
-            if let Some(running) = self.listeners.get(name) {
-                if running.fingerprint == fingerprint {
-                    continue;
-                }
-                let running = self.listeners.remove(name).expect("present");
-                info!(listener = name, "listener settings changed: restarting it");
-                running.cancel.cancel();
-                running.tracker.close();
-                running.tracker.wait().await;
-                self.bound.remove(name);
-            }
-            let Some(addr) = addr else { continue };
-            match self.start_listener(name, &addr, config).await {
-                Ok(local) => {
+            let old = match self.listeners.get(name) {
+                Some(running) if running.fingerprint == fingerprint => continue,
+                Some(_) => self.listeners.remove(name),
+                None => None,
+            };
+            // The same address keeps its socket: the new listener takes it over, and no
+            // connection is refused in between.
+            let reuse = old
+                .as_ref()
+                .filter(|o| addr.as_deref() == Some(o.address.as_str()))
+                .map(|o| o.socket.clone());
+            let started = match &addr {
+                Some(addr) => Some(self.start_listener(name, addr, config, reuse).await),
+                None => None,
+            };
+            match started {
+                Some(Ok(local)) => {
                     info!(listener = name, address = %local, "listening");
                     self.bound.insert(name, local);
                 }
-                Err(e) if initial => return Err(e),
-                Err(e) => error!(listener = name, "cannot start listener: {e}"),
+                Some(Err(e)) if initial => return Err(e),
+                Some(Err(e)) => {
+                    error!(
+                        listener = name,
+                        "cannot start listener, keeping the old one: {e}"
+                    );
+                    if let Some(old) = old {
+                        self.listeners.insert(name, old);
+                    }
+                    continue;
+                }
+                None => {
+                    self.bound.remove(name);
+                }
+            }
+            if let Some(old) = old {
+                info!(
+                    listener = name,
+                    "listener settings changed: the new settings apply to new connections"
+                );
+                old.stop_accepting.cancel();
+                if name == "http" {
+                    // HTTP clients reconnect as a matter of course: idle keep-alive
+                    // connections close, requests in flight finish.
+                    old.cancel.cancel();
+                }
+                old.tracker.close();
+                self.old_listeners.push((old.cancel, old.tracker));
             }
         }
         Ok(())
@@ -285,39 +410,53 @@ impl Gateway {
         name: &'static str,
         addr: &str,
         config: &Config,
+        reuse: Option<Socket>,
     ) -> Result<SocketAddr, Error> {
         let bind_err = |source| Error::Bind {
             listener: name,
             address: addr.to_string(),
             source,
         };
+        let stop_accepting = CancellationToken::new();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ctx = ListenerCtx::new(
             name,
             self.pipeline_rx.clone(),
             &self.metrics,
+            stop_accepting.clone(),
             cancel.clone(),
         );
         let l = &config.listeners;
-        let local = match name {
-            "plaintext_udp" => {
-                let socket = UdpSocket::bind(addr).await.map_err(bind_err)?;
+        let (socket, local) = match (name, reuse) {
+            ("plaintext_udp", reuse) => {
+                let socket = match reuse {
+                    Some(Socket::Udp(s)) => s,
+                    _ => Arc::new(UdpSocket::bind(addr).await.map_err(bind_err)?),
+                };
                 let local = socket.local_addr().map_err(bind_err)?;
                 let (max_dgram, max_line) =
                     (l.plaintext.max_datagram_bytes, l.plaintext.max_line_bytes);
-                tracker.spawn(listener::plaintext::udp(socket, ctx, max_dgram, max_line));
-                local
+                tracker.spawn(listener::plaintext::udp(
+                    socket.clone(),
+                    ctx,
+                    max_dgram,
+                    max_line,
+                ));
+                (Socket::Udp(socket), local)
             }
-            _ => {
-                let tcp = TcpListener::bind(addr).await.map_err(bind_err)?;
+            (_, reuse) => {
+                let tcp = match reuse {
+                    Some(Socket::Tcp(s)) => s,
+                    _ => Arc::new(TcpListener::bind(addr).await.map_err(bind_err)?),
+                };
                 let local = tcp.local_addr().map_err(bind_err)?;
                 let t = tracker.clone();
                 match name {
                     "plaintext_tcp" => {
                         let max_line = l.plaintext.max_line_bytes;
                         tracker.spawn(listener::serve_tcp(
-                            tcp,
+                            tcp.clone(),
                             ctx,
                             l.plaintext.max_connections,
                             move |s, peer, ctx| {
@@ -330,7 +469,7 @@ impl Gateway {
                     "pickle" => {
                         let max_frame = l.pickle.max_frame_bytes;
                         tracker.spawn(listener::serve_tcp(
-                            tcp,
+                            tcp.clone(),
                             ctx,
                             l.pickle.max_connections,
                             move |s, peer, ctx| {
@@ -341,10 +480,10 @@ impl Gateway {
                         ));
                     }
                     _ => {
-                        tracker.spawn(listener::http::serve(tcp, ctx, l.http.clone(), t));
+                        tracker.spawn(listener::http::serve(tcp.clone(), ctx, l.http.clone(), t));
                     }
                 }
-                local
+                (Socket::Tcp(tcp), local)
             }
         };
         let fingerprint = fingerprint_of(name, config);
@@ -352,6 +491,9 @@ impl Gateway {
             name,
             RunningListener {
                 fingerprint,
+                address: addr.to_owned(),
+                socket,
+                stop_accepting,
                 cancel,
                 tracker,
             },
@@ -359,6 +501,10 @@ impl Gateway {
         Ok(local)
     }
 }
+
+/// After the shutdown deadline, how long senders woken by the closed queues get to count
+/// what they held.
+const GRACE: Duration = Duration::from_secs(2);
 
 fn start_output(
     oc: &OutputConfig,
@@ -371,24 +517,17 @@ fn start_output(
     };
     let interval = config.log.rate_limit;
     let mut tasks = JoinSet::new();
-    let output = match oc {
-        OutputConfig::Influx(c) => {
-            let o =
-                InfluxOutput::new(c.clone(), metrics, interval).map_err(|e| fail(e.to_string()))?;
-            o.start(&mut tasks);
-            Output::Influx(o)
-        }
+    let output: Arc<dyn Output> = match oc {
+        OutputConfig::Influx(c) => Arc::new(
+            InfluxOutput::new(c.clone(), metrics, interval).map_err(|e| fail(e.to_string()))?,
+        ),
         OutputConfig::Graphite(c) => {
             let to_graphite =
                 InfluxToGraphite::new(&c.to_graphite_config()).map_err(|e| fail(e.to_string()))?;
-            let o = GraphiteOutput::new(c.clone(), metrics, interval).map_err(fail)?;
-            o.start(&mut tasks);
-            Output::Graphite {
-                output: o,
-                to_graphite: Arc::new(to_graphite),
-            }
+            Arc::new(GraphiteOutput::new(c.clone(), to_graphite, metrics, interval).map_err(fail)?)
         }
     };
+    output.start(&mut tasks);
     Ok(RunningOutput {
         config: oc.clone(),
         output,

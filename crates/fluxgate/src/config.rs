@@ -253,6 +253,12 @@ pub struct GraphiteOutputConfig {
     pub retry_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// How long the pipeline waits for room in a destination whose queue is full before
+    /// what is routed to it is shed and counted (`destination_down` while it is not
+    /// connected, `destination_stalled` while it is but does not drain), as carbon-c-relay
+    /// drops for a full destination queue. The other destinations keep flowing.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
     /// After a connection breaks, this many of the last points written on it are written
     /// again (carbon has no acknowledgements; it keeps one value per timestamp, so a repeat
     /// is harmless). 0 turns it off.
@@ -308,6 +314,7 @@ impl Default for GraphiteOutputConfig {
             write_timeout: Duration::from_secs(10),
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(10),
             replay_points: 100_000,
             template: i2g.template,
             templates: i2g.templates,
@@ -376,6 +383,26 @@ pub struct InfluxOutputConfig {
     pub retry_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// How long one batch is retried before its points are dropped and counted
+    /// (`retry_budget`), so a destination that never recovers cannot hold its share of the
+    /// queue forever.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_time: Duration,
+    /// Points one destination (db/rp or bucket) may hold of `queue_points`; 0 means half.
+    /// A destination that keeps failing fills only its share, so the others keep flowing.
+    pub partition_queue_points: usize,
+}
+
+impl InfluxOutputConfig {
+    /// The share of `queue_points` one destination may hold.
+    pub fn partition_points(&self) -> usize {
+        match self.partition_queue_points {
+            0 => (self.queue_points / 2)
+                .max(self.batch_size)
+                .min(self.queue_points),
+            n => n,
+        }
+    }
 }
 
 impl Default for InfluxOutputConfig {
@@ -400,6 +427,8 @@ impl Default for InfluxOutputConfig {
             timeout: Duration::from_secs(10),
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
+            max_retry_time: Duration::from_secs(3600),
+            partition_queue_points: 0,
         }
     }
 }
@@ -513,6 +542,18 @@ impl Config {
                 return Err(ConfigError::invalid(
                     &section,
                     "queue_points must be at least batch_size",
+                ));
+            }
+            if out.partition_queue_points > out.queue_points {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "partition_queue_points cannot exceed queue_points",
+                ));
+            }
+            if out.max_retry_time.is_zero() {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "max_retry_time must be greater than zero",
                 ));
             }
             if out.flush_interval.is_zero() || out.timeout.is_zero() {

@@ -189,7 +189,9 @@ fn run(path: PathBuf, log_level: Option<String>) -> ExitCode {
         gw.run_until_signalled().await
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        // Points were given up on at the shutdown deadline (logged and counted).
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("error: {e}");

@@ -9,75 +9,21 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use futures::future::{select_all, BoxFuture, FutureExt};
 
 use crate::{
     config::Config,
+    listener::ListenerCtx,
     metrics::Metrics,
-    output::{
-        graphite::GraphiteOutput,
-        influxdb::{Chunk, InfluxOutput, Target},
-    },
-    queue::Push,
+    output::{Chunk, Form, Output, Reservation, Target},
     route::{NameError, NameScratch, Origin, OutputSet, Router},
-    translate::{
-        graphite::{TemplateSet, TranslateError, Translator},
-        influx::InfluxToGraphite,
-    },
+    translate::graphite::{TemplateSet, TranslateError, Translator},
 };
-
-/// One configured output.
-#[derive(Debug, Clone)]
-pub enum Output {
-    Influx(InfluxOutput),
-    Graphite {
-        output: GraphiteOutput,
-        /// How line-protocol points become Graphite paths for this output.
-        to_graphite: Arc<InfluxToGraphite>,
-    },
-}
-
-impl Output {
-    pub fn name(&self) -> &str {
-        match self {
-            Output::Influx(o) => o.name(),
-            Output::Graphite { output, .. } => output.name(),
-        }
-    }
-
-    pub fn close(&self) {
-        match self {
-            Output::Influx(o) => o.close(),
-            Output::Graphite { output, .. } => output.close(),
-        }
-    }
-
-    pub fn outstanding(&self) -> usize {
-        match self {
-            Output::Influx(o) => o.outstanding(),
-            Output::Graphite { output, .. } => output.outstanding(),
-        }
-    }
-
-    pub fn abandon(&self) {
-        match self {
-            Output::Influx(o) => o.abandon(),
-            Output::Graphite { output, .. } => output.abandon(),
-        }
-    }
-
-    /// Counts (and logs, rate-limited) points this output could not carry.
-    pub fn drop_points(&self, n: usize, reason: &str, why: &str) {
-        match self {
-            Output::Influx(o) => o.drop_points(n, reason, why),
-            Output::Graphite { output, .. } => output.drop_points(n, reason, why),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Pipeline {
     /// In the order of [`Config::output_names`]: the router's indices.
-    pub outputs: Vec<Output>,
+    pub outputs: Vec<Arc<dyn Output>>,
     pub router: Router,
     pub templates: Arc<TemplateSet>,
     pub config: Arc<Config>,
@@ -95,6 +41,18 @@ pub struct Submitted {
     pub closed: usize,
     /// Outputs whose wait for room ran out (HTTP writes only).
     pub timed_out: usize,
+}
+
+/// How a submit may wait for room.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// Each output takes what fits at once; the rest is waited for, concurrently across
+    /// outputs, as long as each output's policy lets it wait (TCP and UDP listeners: the
+    /// wait is what stops them reading, which is how TCP pushes back on a sender).
+    Partial,
+    /// Nothing is taken unless every output can take its whole part; wait at most this
+    /// long for that (HTTP writes: a refused write left nothing behind to duplicate).
+    AllOrNothing(Duration),
 }
 
 /// Why a point was not taken into a batch; the caller counts it under [`Reject::reason`].
@@ -262,15 +220,15 @@ impl Batch {
         let mut taken = false;
         for i in routed.iter() {
             let (buf, n) = &mut bufs[i];
-            let made = match &pipeline.outputs[i] {
-                Output::Influx(_) => lp_made
+            let made = match pipeline.outputs[i].form() {
+                Form::LineProtocol => lp_made
                     .get_or_insert_with(|| {
                         lp.clear();
                         tr.write_point(name, &tags, value, timestamp_ns, lp)
                     })
                     .is_ok()
                     .then_some(&*lp),
-                Output::Graphite { .. } => plain_made
+                Form::Graphite(_) => plain_made
                     .get_or_insert_with(|| {
                         plain.clear();
                         let seconds = timestamp_ns.div_euclid(1_000_000_000);
@@ -300,9 +258,9 @@ impl Batch {
         // could not counts it as dropped, with the reason.
         for i in self.routed.iter() {
             let output = &pipeline.outputs[i];
-            let refused = match output {
-                Output::Influx(_) => lp_err.as_ref().map(|e| (e.reason(), e.to_string())),
-                Output::Graphite { .. } => plain_err.as_ref().map(|e| (e.reason(), e.to_string())),
+            let refused = match output.form() {
+                Form::LineProtocol => lp_err.as_ref().map(|e| (e.reason(), e.to_string())),
+                Form::Graphite(_) => plain_err.as_ref().map(|e| (e.reason(), e.to_string())),
             };
             if let Some((reason, why)) = refused {
                 output.drop_points(1, reason, &format!("{path}: {why}"));
@@ -328,15 +286,13 @@ impl Batch {
         }
         for i in self.routed.iter() {
             let (buf, n) = &mut self.bufs[i];
-            match &pipeline.outputs[i] {
-                Output::Influx(_) => {
+            let output = &pipeline.outputs[i];
+            match output.form() {
+                Form::LineProtocol => {
                     buf.extend_from_slice(line);
                     *n += 1;
                 }
-                Output::Graphite {
-                    output,
-                    to_graphite,
-                } => {
+                Form::Graphite(to_graphite) => {
                     let written = to_graphite.write_point(point, timestamp_ns, buf);
                     *n += written.lines;
                     let skipped = written.skipped.total();
@@ -355,21 +311,22 @@ impl Batch {
         self.points += 1;
     }
 
-    /// Hands every output its part, waiting for room as each output's overflow policy says
-    /// (TCP listeners await this: it is what stops them reading while an output is full).
-    /// `wait` bounds the wait (HTTP writes answer 503 rather than hold a client forever).
+    /// Hands every output its part. With [`Wait::Partial`] each output takes what fits at
+    /// once and the rest is waited for concurrently, so a full output holds back only its own
+    /// part; with [`Wait::AllOrNothing`] nothing is taken until every output has room.
+    /// An output retired by a reload meanwhile passes its part to its successor.
     pub async fn submit(
         &mut self,
+        ctx: &ListenerCtx,
         pipeline: &Pipeline,
         target: &Target,
-        wait: Option<Duration>,
+        wait: Wait,
     ) -> Submitted {
-        let mut s = Submitted::default();
         if self.points == 0 {
-            return s;
+            return Submitted::default();
         }
         self.points = 0;
-        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        let mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)> = Vec::new();
         for (i, o) in pipeline.outputs.iter().enumerate() {
             let Some((buf, n)) = self.bufs.get_mut(i) else {
                 break;
@@ -380,35 +337,172 @@ impl Batch {
             }
             let points = std::mem::take(n);
             let body = Bytes::from(std::mem::replace(buf, Vec::with_capacity(buf.capacity())));
-            let push = async {
-                match o {
-                    Output::Influx(out) => {
-                        out.push(Chunk {
-                            target: target.clone(),
-                            body,
-                            points,
-                        })
-                        .await
-                    }
-                    Output::Graphite { output, .. } => output.push(body, points).await,
-                }
-            };
-            let res = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, push).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        s.timed_out += 1;
-                        continue;
-                    }
-                },
-                None => push.await,
-            };
-            match res {
-                Push::Accepted | Push::DroppedOldest(_) => s.accepted += 1,
-                Push::DroppedNewest(_) => s.dropped += 1,
-                Push::Closed => s.closed += 1,
+            work.push((o.clone(), vec![Chunk::new(target.clone(), body, points)]));
+        }
+        match wait {
+            Wait::Partial => submit_partial(ctx, work).await,
+            Wait::AllOrNothing(limit) => submit_all_or_nothing(ctx, work, limit).await,
+        }
+    }
+}
+
+/// The output of the same name in the pipeline in force now, when it is another one than
+/// `old` and takes the same wire form: where a retired output's part goes.
+fn successor(ctx: &ListenerCtx, old: &Arc<dyn Output>) -> Option<Arc<dyn Output>> {
+    let current = ctx.pipeline();
+    let found = current
+        .outputs
+        .iter()
+        .find(|o| o.name() == old.name() && !Arc::ptr_eq(o, old))?;
+    let same_form = matches!(
+        (found.form(), old.form()),
+        (Form::LineProtocol, Form::LineProtocol) | (Form::Graphite(_), Form::Graphite(_))
+    );
+    same_form.then(|| found.clone())
+}
+
+/// Resolves when room may have come back in the output (or it closed), or when its stall
+/// budget for `rest` runs out.
+fn room_or_stall(
+    output: &Arc<dyn Output>,
+    registered: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    rest: &[Chunk],
+) -> BoxFuture<'static, ()> {
+    match output.stall_deadline(rest) {
+        Some(at) => async move {
+            tokio::select! {
+                _ = registered => {}
+                _ = tokio::time::sleep_until(at) => {}
             }
         }
-        s
+        .boxed(),
+        None => registered.map(|_| ()).boxed(),
+    }
+}
+
+async fn submit_partial(
+    ctx: &ListenerCtx,
+    mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)>,
+) -> Submitted {
+    let mut s = Submitted::default();
+    let mut first = true;
+    loop {
+        let mut waits: Vec<BoxFuture<'static, ()>> = Vec::new();
+        let mut next = Vec::new();
+        for (out, chunks) in work.drain(..) {
+            let waiter = out.waiter();
+            let registered = waiter.register();
+            let mut r = Reservation::default();
+            for chunk in chunks {
+                out.reserve(chunk, &mut r);
+            }
+            let rest = std::mem::take(&mut r.rest);
+            let mut closed = std::mem::take(&mut r.closed);
+            let took = !r.grants.is_empty();
+            let shed = !r.shed.is_empty();
+            closed.extend(out.commit(r));
+            if first {
+                if took {
+                    s.accepted += 1;
+                } else if shed && rest.is_empty() {
+                    s.dropped += 1;
+                }
+            }
+            if !closed.is_empty() {
+                match successor(ctx, &out) {
+                    Some(next_out) => next.push((next_out, closed)),
+                    None => {
+                        s.closed += 1;
+                        let points = closed.iter().map(|c| c.points).sum();
+                        out.drop_points(points, "shutdown", "shutting down");
+                    }
+                }
+            }
+            if !rest.is_empty() {
+                waits.push(room_or_stall(&out, registered, &rest));
+                next.push((out, rest));
+            }
+        }
+        first = false;
+        if next.is_empty() {
+            return s;
+        }
+        if !waits.is_empty() && waits.len() == next.len() {
+            // Every output left is full: wait until any of them may have room.
+            select_all(waits).await;
+        }
+        work = next;
+    }
+}
+
+async fn submit_all_or_nothing(
+    ctx: &ListenerCtx,
+    mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)>,
+    limit: Duration,
+) -> Submitted {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut waits: Vec<BoxFuture<'static, ()>> = Vec::new();
+        let mut reservations = Vec::with_capacity(work.len());
+        let mut retired = false;
+        for (out, chunks) in &mut work {
+            let waiter = out.waiter();
+            let registered = waiter.register();
+            let mut r = Reservation::default();
+            for chunk in chunks.iter() {
+                out.reserve(chunk.clone(), &mut r);
+            }
+            if !r.closed.is_empty() {
+                if let Some(next_out) = successor(ctx, out) {
+                    *out = next_out;
+                    retired = true;
+                }
+            } else if !r.rest.is_empty() {
+                waits.push(room_or_stall(out, registered, &r.rest));
+            }
+            reservations.push(r);
+        }
+        if retired {
+            // Taken back (the reservations drop) and offered to the reloaded outputs.
+            continue;
+        }
+        if reservations.iter().all(Reservation::is_complete) {
+            let mut s = Submitted::default();
+            for ((out, _), r) in work.iter().zip(reservations) {
+                let took = !r.grants.is_empty();
+                let refused = out.commit(r);
+                if !refused.is_empty() {
+                    let points = refused.iter().map(|c| c.points).sum();
+                    out.drop_points(points, "shutdown", "shutting down");
+                }
+                if took {
+                    s.accepted += 1;
+                } else {
+                    s.dropped += 1;
+                }
+            }
+            return s;
+        }
+        if reservations.iter().any(|r| !r.closed.is_empty()) {
+            // An output is stopping: the gateway is shutting down.
+            return Submitted {
+                closed: 1,
+                ..Submitted::default()
+            };
+        }
+        // Nothing is taken while anything is missing: give every grant back, then wait.
+        drop(reservations);
+        tokio::select! {
+            _ = select_all(waits) => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Submitted { timed_out: 1, ..Submitted::default() };
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Submitted {
+                timed_out: 1,
+                ..Submitted::default()
+            };
+        }
     }
 }

@@ -1,135 +1,340 @@
-//! An output's bounded queue, counted in points.
+//! Capacity and queues of the outputs: budgets counted in points and bytes, RAII permits, and
+//! the unbounded-by-count queues they bound.
 //!
-//! Capacity covers every point the output has accepted and not yet delivered: points waiting
-//! here, points the worker is batching, and points in flight or being retried. Only delivery
-//! (or an explicit, counted drop) gives capacity back, so memory stays bounded however long an
-//! upstream is down, and a full queue pushes back on the listeners (`overflow = "block"`).
+//! A [`Budget`] covers every point an output (or one of its partitions or destinations) has
+//! accepted and not yet delivered: points waiting in a queue, points being batched, points in
+//! flight or being retried. Capacity is taken as a [`Permit`] that travels with the data and
+//! gives it back when dropped, whatever path drops it (delivered, refused, shed at shutdown),
+//! so memory stays bounded however long an upstream is down and nothing has to remember to
+//! release.
+//!
+//! Acquiring never waits: [`Budget::try_acquire`] answers at once, and a caller that wants to
+//! wait awaits [`Budget::room`] (woken whenever capacity comes back anywhere in the budget's
+//! tree, or it closes) and tries again. That is what lets the pipeline offer a batch to every
+//! output first and then wait on the full ones concurrently.
 
-use std::{collections::VecDeque, sync::Mutex};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
 
 use prometheus::IntGauge;
 use tokio::sync::Notify;
 
-use crate::config::Overflow;
-
-/// Anything that can be queued: it knows how many points it carries.
-pub trait Weighted {
-    fn points(&self) -> usize;
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Push {
-    Accepted,
-    /// The queue is closed (shutting down): nothing was taken.
-    Closed,
-    /// `drop_newest`: the entry was refused; it held this many points.
-    DroppedNewest(usize),
-    /// `drop_oldest`: the entry was taken after this many queued points were discarded.
-    DroppedOldest(usize),
-}
-
 #[derive(Debug)]
-pub struct PointQueue<T> {
-    state: Mutex<State<T>>,
-    capacity: usize,
-    /// Woken when entries arrive or the queue closes.
-    readable: Notify,
-    /// Woken when capacity is released.
-    writable: Notify,
-    gauge: IntGauge,
-}
-
-#[derive(Debug)]
-struct State<T> {
-    entries: VecDeque<T>,
-    /// Points accepted and not yet released (queued + batching + in flight).
-    outstanding: usize,
+struct Usage {
+    points: usize,
+    bytes: usize,
     closed: bool,
 }
 
-impl<T: Weighted> PointQueue<T> {
-    /// `gauge` is moved by deltas, so several queues (one per destination of an output) can
-    /// share one series and it reads their sum.
-    pub fn new(capacity: usize, gauge: IntGauge) -> Self {
+#[derive(Debug)]
+struct BudgetInner {
+    usage: Mutex<Usage>,
+    max_points: usize,
+    max_bytes: usize,
+    /// The budget this one is a share of (an output's total for a partition's share).
+    parent: Option<Budget>,
+    /// Woken on every release and on close. Shared down a tree, so waiting on any budget of
+    /// a tree hears every release in it.
+    room: Arc<Notify>,
+    gauge: Option<IntGauge>,
+}
+
+/// A bounded amount of points and bytes, optionally a share of a parent budget.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    inner: Arc<BudgetInner>,
+}
+
+/// What [`Budget::try_acquire`] found.
+#[derive(Debug)]
+pub enum Acquire {
+    Granted(Permit),
+    Full,
+    Closed,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Budget {
+    /// A root budget. `gauge` (points) is moved by deltas, so several budgets can share one
+    /// series and it reads their sum.
+    pub fn new(max_points: usize, max_bytes: usize, gauge: Option<IntGauge>) -> Self {
         Self {
-            state: Mutex::new(State {
+            inner: Arc::new(BudgetInner {
+                usage: Mutex::new(Usage {
+                    points: 0,
+                    bytes: 0,
+                    closed: false,
+                }),
+                max_points,
+                max_bytes,
+                parent: None,
+                room: Arc::new(Notify::new()),
+                gauge,
+            }),
+        }
+    }
+
+    /// A share of this budget: taking from it takes from both, and it is full when either is.
+    pub fn child(&self, max_points: usize, max_bytes: usize) -> Self {
+        Self {
+            inner: Arc::new(BudgetInner {
+                usage: Mutex::new(Usage {
+                    points: 0,
+                    bytes: 0,
+                    closed: false,
+                }),
+                max_points,
+                max_bytes,
+                parent: Some(self.clone()),
+                room: self.inner.room.clone(),
+                gauge: None,
+            }),
+        }
+    }
+
+    fn fits(&self, u: &Usage, points: usize, bytes: usize) -> bool {
+        // An entry larger than the whole budget goes through an empty one, so it can never
+        // wait forever.
+        (u.points + points <= self.inner.max_points && u.bytes + bytes <= self.inner.max_bytes)
+            || u.points == 0
+    }
+
+    /// Takes capacity for `points` and `bytes` if both this budget and its parents have it.
+    pub fn try_acquire(&self, points: usize, bytes: usize) -> Acquire {
+        let mut u = lock(&self.inner.usage);
+        if u.closed {
+            return Acquire::Closed;
+        }
+        if !self.fits(&u, points, bytes) {
+            return Acquire::Full;
+        }
+        if let Some(parent) = &self.inner.parent {
+            match parent.try_acquire(points, bytes) {
+                Acquire::Granted(p) => p.forget(),
+                other => return other,
+            }
+        }
+        u.points += points;
+        u.bytes += bytes;
+        drop(u);
+        self.gauge_add(points as i64);
+        Acquire::Granted(Permit {
+            budget: Some(self.clone()),
+            points,
+            bytes,
+        })
+    }
+
+    /// Takes capacity whether or not there is room (a handover from a retired output, whose
+    /// points were accepted long ago and must not be refused now). Even a closed budget
+    /// counts it, so the permit's release stays balanced.
+    pub fn force(&self, points: usize, bytes: usize) -> Permit {
+        let mut b = Some(self);
+        while let Some(budget) = b {
+            let mut u = lock(&budget.inner.usage);
+            u.points += points;
+            u.bytes += bytes;
+            drop(u);
+            budget.gauge_add(points as i64);
+            b = budget.inner.parent.as_ref();
+        }
+        Permit {
+            budget: Some(self.clone()),
+            points,
+            bytes,
+        }
+    }
+
+    fn gauge_add(&self, n: i64) {
+        if let Some(g) = &self.inner.gauge {
+            g.add(n);
+        }
+    }
+
+    fn release(&self, points: usize, bytes: usize) {
+        let mut b = Some(self);
+        while let Some(budget) = b {
+            let mut u = lock(&budget.inner.usage);
+            let p = points.min(u.points);
+            u.points -= p;
+            u.bytes -= bytes.min(u.bytes);
+            drop(u);
+            budget.gauge_add(-(p as i64));
+            b = budget.inner.parent.as_ref();
+        }
+        self.inner.room.notify_waiters();
+    }
+
+    /// Interest in the next release or close anywhere in this budget's tree.
+    pub fn waiter(&self) -> Waiter {
+        Waiter {
+            notify: self.inner.room.clone(),
+        }
+    }
+
+    /// Refuses every further acquisition and wakes all waiters.
+    pub fn close(&self) {
+        lock(&self.inner.usage).closed = true;
+        self.inner.room.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner.usage).closed
+    }
+
+    /// Points taken and not yet released.
+    pub fn points(&self) -> usize {
+        lock(&self.inner.usage).points
+    }
+
+    pub fn bytes(&self) -> usize {
+        lock(&self.inner.usage).bytes
+    }
+
+    pub fn max_points(&self) -> usize {
+        self.inner.max_points
+    }
+
+    /// Nothing taken: a budget that can be forgotten.
+    pub fn is_idle(&self) -> bool {
+        let u = lock(&self.inner.usage);
+        u.points == 0 && u.bytes == 0
+    }
+}
+
+/// A registered interest in the next release of a budget tree.
+#[derive(Debug)]
+pub struct Waiter {
+    notify: Arc<Notify>,
+}
+
+impl Waiter {
+    /// Registers now and returns the future to await after trying: register *before* trying
+    /// to acquire, so a release between the try and the wait is not missed.
+    pub fn register(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
+        let mut n = Box::pin(self.notify.clone().notified_owned());
+        n.as_mut().enable();
+        n
+    }
+}
+
+/// Capacity taken from a [`Budget`], given back when dropped.
+#[derive(Debug, Default)]
+pub struct Permit {
+    budget: Option<Budget>,
+    points: usize,
+    bytes: usize,
+}
+
+impl Permit {
+    pub fn points(&self) -> usize {
+        self.points
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Splits off a permit for `points` and `bytes` (at most what this one holds).
+    pub fn split(&mut self, points: usize, bytes: usize) -> Permit {
+        let points = points.min(self.points);
+        let bytes = bytes.min(self.bytes);
+        self.points -= points;
+        self.bytes -= bytes;
+        Permit {
+            budget: self.budget.clone(),
+            points,
+            bytes,
+        }
+    }
+
+    /// Adds another permit of the same budget to this one.
+    pub fn merge(&mut self, mut other: Permit) {
+        if self.budget.is_none() {
+            self.budget = other.budget.take();
+        }
+        self.points += std::mem::take(&mut other.points);
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+
+    /// Lets go without releasing (the capacity was moved elsewhere).
+    fn forget(mut self) {
+        self.budget = None;
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(b) = self.budget.take() {
+            if self.points > 0 || self.bytes > 0 {
+                b.release(self.points, self.bytes);
+            }
+        }
+    }
+}
+
+/// A FIFO of entries whose size a [`Budget`] bounds (the entries carry its permits): push
+/// never waits, pop waits for entries.
+#[derive(Debug)]
+pub struct EntryQueue<T> {
+    state: Mutex<QueueState<T>>,
+    readable: Notify,
+}
+
+#[derive(Debug)]
+struct QueueState<T> {
+    entries: VecDeque<T>,
+    closed: bool,
+}
+
+impl<T> Default for EntryQueue<T> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(QueueState {
                 entries: VecDeque::new(),
-                outstanding: 0,
                 closed: false,
             }),
-            capacity,
             readable: Notify::new(),
-            writable: Notify::new(),
-            gauge,
         }
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Offers an entry under `policy`. With `Block` this waits for room; callers that must
-    /// not wait forever (HTTP writes) wrap it in a timeout. An entry larger than the whole
-    /// capacity is accepted once the queue is empty, so it can never wait forever.
-    pub async fn push(&self, entry: T, policy: Overflow) -> Push {
-        let n = entry.points();
-        let mut entry = Some(entry);
-        loop {
-            let writable = self.writable.notified();
-            tokio::pin!(writable);
-            writable.as_mut().enable();
-            {
-                let mut st = self.lock();
-                if st.closed {
-                    return Push::Closed;
-                }
-                if st.outstanding + n <= self.capacity || st.outstanding == 0 {
-                    self.accept(&mut st, entry.take().expect("entry present"), n);
-                    return Push::Accepted;
-                }
-                match policy {
-                    Overflow::Block => {}
-                    Overflow::DropNewest => return Push::DroppedNewest(n),
-                    Overflow::DropOldest => {
-                        let mut dropped = 0;
-                        while st.outstanding + n > self.capacity {
-                            let Some(old) = st.entries.pop_front() else {
-                                break;
-                            };
-                            let p = old.points();
-                            dropped += p;
-                            st.outstanding -= p;
-                        }
-                        self.gauge.sub(dropped as i64);
-                        if st.outstanding + n > self.capacity && st.outstanding != 0 {
-                            // What is left is in flight: it cannot be dropped, so this entry is.
-                            return Push::DroppedNewest(n + dropped);
-                        }
-                        self.accept(&mut st, entry.take().expect("entry present"), n);
-                        return Push::DroppedOldest(dropped);
-                    }
-                }
-            }
-            writable.await;
+impl<T> EntryQueue<T> {
+    /// Appends; gives the entry back when the queue is closed.
+    pub fn push(&self, entry: T) -> Result<(), T> {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return Err(entry);
         }
-    }
-
-    fn accept(&self, st: &mut State<T>, entry: T, n: usize) {
-        st.outstanding += n;
         st.entries.push_back(entry);
-        self.gauge.add(n as i64);
+        drop(st);
+        self.readable.notify_one();
+        Ok(())
+    }
+
+    /// Appends even when closed (entries handed back by the queue's own consumer).
+    pub fn push_front_all(&self, entries: impl DoubleEndedIterator<Item = T>) {
+        let mut st = lock(&self.state);
+        for e in entries.rev() {
+            st.entries.push_front(e);
+        }
+        drop(st);
         self.readable.notify_one();
     }
 
-    /// Takes every queued entry, waiting for at least one. `None` once the queue is closed
-    /// and empty.
+    /// Takes every queued entry, waiting for at least one. `None` once closed and empty.
     pub async fn pop_all(&self, out: &mut Vec<T>) -> Option<()> {
         loop {
             let readable = self.readable.notified();
             tokio::pin!(readable);
             readable.as_mut().enable();
             {
-                let mut st = self.lock();
+                let mut st = lock(&self.state);
                 if !st.entries.is_empty() {
                     out.extend(st.entries.drain(..));
                     return Some(());
@@ -142,115 +347,137 @@ impl<T: Weighted> PointQueue<T> {
         }
     }
 
-    /// Gives back capacity for points that were delivered or dropped downstream.
-    pub fn release(&self, n: usize) {
-        let mut st = self.lock();
-        let n = n.min(st.outstanding);
-        st.outstanding -= n;
-        self.gauge.sub(n as i64);
-        drop(st);
-        self.writable.notify_waiters();
+    /// Takes every queued entry without waiting.
+    pub fn take_all(&self, out: &mut Vec<T>) {
+        out.extend(lock(&self.state).entries.drain(..));
     }
 
-    /// Refuses further pushes and wakes every waiter; queued entries can still be popped.
+    /// Removes the oldest entry (for `drop_oldest`).
+    pub fn pop_front(&self) -> Option<T> {
+        lock(&self.state).entries.pop_front()
+    }
+
+    /// Refuses further pushes and wakes the consumer; queued entries can still be popped.
     pub fn close(&self) {
-        self.lock().closed = true;
+        lock(&self.state).closed = true;
         self.readable.notify_waiters();
         self.readable.notify_one();
-        self.writable.notify_waiters();
     }
 
-    pub fn outstanding(&self) -> usize {
-        self.lock().outstanding
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed
     }
 
     /// Closed and nothing left to pop: a consumer can stop.
     pub fn is_drained(&self) -> bool {
-        let st = self.lock();
+        let st = lock(&self.state);
         st.closed && st.entries.is_empty()
-    }
-
-    /// Takes every queued entry without waiting (to hand them elsewhere).
-    pub fn take_all(&self, out: &mut Vec<T>) {
-        out.extend(self.lock().entries.drain(..));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
+    use std::time::Duration;
 
     use super::*;
 
-    impl Weighted for usize {
-        fn points(&self) -> usize {
-            *self
-        }
+    fn budget(points: usize) -> Budget {
+        Budget::new(points, usize::MAX, None)
     }
 
-    fn queue(cap: usize) -> Arc<PointQueue<usize>> {
-        let g = IntGauge::new("q", "q").unwrap();
-        Arc::new(PointQueue::new(cap, g))
+    #[test]
+    fn permits_give_capacity_back_when_dropped() {
+        let b = budget(10);
+        let p = match b.try_acquire(8, 80) {
+            Acquire::Granted(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(b.try_acquire(5, 0), Acquire::Full));
+        drop(p);
+        assert_eq!(b.points(), 0);
+        assert!(matches!(b.try_acquire(5, 0), Acquire::Granted(_)));
+    }
+
+    #[test]
+    fn split_and_merge_keep_the_count() {
+        let b = budget(100);
+        let Acquire::Granted(mut p) = b.try_acquire(10, 100) else {
+            panic!()
+        };
+        let q = p.split(3, 30);
+        assert_eq!((p.points(), q.points(), b.points()), (7, 3, 10));
+        drop(q);
+        assert_eq!(b.points(), 7);
+        let Acquire::Granted(r) = b.try_acquire(2, 0) else {
+            panic!()
+        };
+        p.merge(r);
+        assert_eq!((p.points(), b.points()), (9, 9));
+        drop(p);
+        assert_eq!((b.points(), b.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_share_is_full_when_its_parent_is() {
+        let total = budget(10);
+        let (a, b) = (total.child(6, usize::MAX), total.child(6, usize::MAX));
+        let Acquire::Granted(pa) = a.try_acquire(6, 0) else {
+            panic!()
+        };
+        assert!(matches!(a.try_acquire(1, 0), Acquire::Full), "own share");
+        let Acquire::Granted(pb) = b.try_acquire(4, 0) else {
+            panic!()
+        };
+        assert!(matches!(b.try_acquire(1, 0), Acquire::Full), "parent");
+        assert_eq!(total.points(), 10);
+        drop(pa);
+        assert_eq!(total.points(), 4);
+        drop(pb);
+        assert!(total.is_idle());
+    }
+
+    #[test]
+    fn oversized_requests_pass_an_empty_budget() {
+        let b = budget(10);
+        assert!(matches!(b.try_acquire(50, 0), Acquire::Granted(_)));
+    }
+
+    #[test]
+    fn closed_budgets_refuse_and_forced_permits_balance() {
+        let b = budget(10);
+        b.close();
+        assert!(matches!(b.try_acquire(1, 0), Acquire::Closed));
+        let p = b.force(20, 5);
+        assert_eq!(b.points(), 20);
+        drop(p);
+        assert!(b.is_idle());
     }
 
     #[tokio::test]
-    async fn block_waits_for_release() {
-        let q = queue(10);
-        assert_eq!(q.push(8, Overflow::Block).await, Push::Accepted);
-        let q2 = q.clone();
-        let pending = tokio::spawn(async move { q2.push(5, Overflow::Block).await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!pending.is_finished(), "must wait while full");
-        q.release(8);
-        assert_eq!(pending.await.unwrap(), Push::Accepted);
-        assert_eq!(q.outstanding(), 5);
+    async fn room_wakes_on_release_anywhere_in_the_tree() {
+        let total = budget(10);
+        let share = total.child(10, usize::MAX);
+        let Acquire::Granted(p) = share.try_acquire(10, 0) else {
+            panic!()
+        };
+        let other = total.child(10, usize::MAX);
+        let waiter = other.waiter();
+        let wait = waiter.register();
+        drop(p);
+        tokio::time::timeout(Duration::from_secs(1), wait)
+            .await
+            .expect("woken by a release in a sibling share");
     }
 
     #[tokio::test]
-    async fn drop_newest_refuses_and_drop_oldest_evicts() {
-        let q = queue(10);
-        q.push(6, Overflow::Block).await;
-        assert_eq!(
-            q.push(6, Overflow::DropNewest).await,
-            Push::DroppedNewest(6)
-        );
-        q.push(3, Overflow::Block).await;
-        assert_eq!(
-            q.push(4, Overflow::DropOldest).await,
-            Push::DroppedOldest(6)
-        );
-        let mut out = Vec::new();
-        q.pop_all(&mut out).await.unwrap();
-        assert_eq!(out, vec![3, 4]);
-        assert_eq!(q.outstanding(), 7);
-    }
-
-    #[tokio::test]
-    async fn drop_oldest_cannot_evict_in_flight_points() {
-        let q = queue(10);
-        q.push(9, Overflow::Block).await;
-        let mut out = Vec::new();
-        q.pop_all(&mut out).await.unwrap(); // now "in flight", not evictable
-        assert_eq!(
-            q.push(5, Overflow::DropOldest).await,
-            Push::DroppedNewest(5)
-        );
-    }
-
-    #[tokio::test]
-    async fn oversized_entry_goes_through_an_empty_queue() {
-        let q = queue(10);
-        assert_eq!(q.push(50, Overflow::Block).await, Push::Accepted);
-    }
-
-    #[tokio::test]
-    async fn close_ends_pop_after_draining_and_refuses_push() {
-        let q = queue(10);
-        q.push(1, Overflow::Block).await;
+    async fn queue_close_ends_pop_after_draining_and_refuses_push() {
+        let q = EntryQueue::default();
+        q.push(1).unwrap();
         q.close();
-        assert_eq!(q.push(1, Overflow::Block).await, Push::Closed);
+        assert_eq!(q.push(2), Err(2));
         let mut out = Vec::new();
         assert!(q.pop_all(&mut out).await.is_some());
         assert!(q.pop_all(&mut out).await.is_none());
+        assert_eq!(out, vec![1]);
     }
 }

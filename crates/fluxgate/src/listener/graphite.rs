@@ -16,7 +16,7 @@ use graphite_plaintext::Timestamp;
 use crate::{
     listener::ListenerCtx,
     output::influxdb::Target,
-    pipeline::{Batch, Pipeline},
+    pipeline::{Batch, Pipeline, Wait},
     translate::graphite::Translator,
     warn_limited,
 };
@@ -24,6 +24,20 @@ use crate::{
 /// InfluxDB's representable range (models.MinNanoTime / MaxNanoTime).
 const MIN_NANOS: i64 = i64::MIN + 2;
 const MAX_NANOS: i64 = i64::MAX - 1;
+
+/// How a read ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Data arrived; more may follow.
+    More,
+    /// The peer closed (or the read failed): what is buffered is all there is.
+    Eof,
+    /// The listener is stopping: buffered whole lines count, a cut-off tail does not.
+    Stopped,
+}
+
+/// At a stop, how much a connection still reads of what its socket holds.
+const STOP_DRAIN_BYTES: usize = 4 << 20;
 
 #[derive(Debug)]
 pub(crate) struct GraphiteBatch {
@@ -43,25 +57,41 @@ impl GraphiteBatch {
         }
     }
 
-    /// Reads what the peer sent next into `buf` (room for `chunk` more bytes first). True at
-    /// the end of the stream: EOF, a read error (counted), or the listener stopping.
+    /// Reads what the peer sent next into `buf` (room for `chunk` more bytes first).
+    ///
+    /// When the listener stops, what the socket already holds is still read (up to
+    /// [`STOP_DRAIN_BYTES`]): the sender wrote it before the connection closed, and a
+    /// close with unread data would reset the connection. The caller then parses only whole
+    /// lines or frames: a tail cut by the stop is not the sender's last line.
     pub(crate) async fn read_more(
         &self,
         stream: &mut tokio::net::TcpStream,
         buf: &mut bytes::BytesMut,
         chunk: usize,
-    ) -> bool {
+    ) -> Read {
         use tokio::io::AsyncReadExt;
         buf.reserve(chunk);
         let read = tokio::select! {
             r = stream.read_buf(buf) => r,
-            _ = self.ctx.cancel.cancelled() => Ok(0),
+            _ = self.ctx.cancel.cancelled() => {
+                let mut drained = 0;
+                while drained < STOP_DRAIN_BYTES {
+                    buf.reserve(chunk);
+                    match stream.try_read_buf(buf) {
+                        Ok(0) => return Read::Eof,
+                        Ok(n) => drained += n,
+                        Err(_) => break,
+                    }
+                }
+                return Read::Stopped;
+            }
         };
         match read {
-            Ok(n) => n == 0,
+            Ok(0) => Read::Eof,
+            Ok(_) => Read::More,
             Err(e) => {
                 self.reject("read_error", &format_args!("read failed: {e}"));
-                true
+                Read::Eof
             }
         }
     }
@@ -144,7 +174,9 @@ impl GraphiteBatch {
             return;
         }
         self.ctx.received.inc_by(points as u64);
-        self.batch.submit(pipeline, &Target::Default, None).await;
+        self.batch
+            .submit(&self.ctx, pipeline, &Target::Default, Wait::Partial)
+            .await;
     }
 }
 

@@ -23,7 +23,7 @@ use super::ListenerCtx;
 use crate::{
     config::{HttpListener, InfluxApi},
     output::influxdb::{Destination, Target},
-    pipeline::{Batch, Output},
+    pipeline::{Batch, Wait},
     warn_limited,
 };
 
@@ -40,7 +40,7 @@ struct HttpState {
 type AppState = State<Arc<HttpState>>;
 
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     ctx: Arc<ListenerCtx>,
     cfg: HttpListener,
     tracker: TaskTracker,
@@ -70,7 +70,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.stop_accepting.cancelled() => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             ctx.reject("max_connections", 1);
@@ -353,7 +353,12 @@ async fn write(
     if points > 0 {
         let target = Target::Explicit(dest);
         let s = batch
-            .submit(&pipeline, &target, Some(st.cfg.write_timeout))
+            .submit(
+                &st.ctx,
+                &pipeline,
+                &target,
+                Wait::AllOrNothing(st.cfg.write_timeout),
+            )
             .await;
         if s.timed_out > 0 || (s.accepted == 0 && s.dropped + s.closed > 0) {
             st.ctx.reject("queue_full", points as u64);
@@ -469,10 +474,12 @@ async fn query(
     body: Bytes,
 ) -> Response {
     let pipeline = st.ctx.pipeline();
-    let Some(out) = pipeline.outputs.iter().find_map(|o| match o {
-        Output::Influx(i) if i.config().api == InfluxApi::V1 => Some(i),
-        _ => None,
-    }) else {
+    let Some(out) = pipeline
+        .outputs
+        .iter()
+        .filter_map(|o| o.as_influx())
+        .find(|i| i.config().api == InfluxApi::V1)
+    else {
         return error(
             InfluxApi::V1,
             StatusCode::SERVICE_UNAVAILABLE,

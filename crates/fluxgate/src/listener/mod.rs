@@ -30,7 +30,10 @@ pub struct ListenerCtx {
     pub received: IntCounter,
     pub connections: IntGauge,
     pub log_limit: RateLimit,
-    /// Cancelled when the listener is stopped (shutdown or reload).
+    /// Cancelled when the listener stops taking connections (shutdown, or a reload that
+    /// replaced it).
+    pub stop_accepting: CancellationToken,
+    /// Cancelled when its connections must end (shutdown; an HTTP listener's on reload).
     pub cancel: CancellationToken,
 }
 
@@ -39,6 +42,7 @@ impl ListenerCtx {
         name: &'static str,
         pipeline: watch::Receiver<Arc<Pipeline>>,
         metrics: &Metrics,
+        stop_accepting: CancellationToken,
         cancel: CancellationToken,
     ) -> Arc<Self> {
         let log_interval = pipeline.borrow().config.log.rate_limit;
@@ -48,6 +52,7 @@ impl ListenerCtx {
             connections: metrics.connections.with_label_values(&[name]),
             metrics: metrics.clone(),
             log_limit: RateLimit::new(log_interval),
+            stop_accepting,
             cancel,
             pipeline,
         })
@@ -70,7 +75,7 @@ impl ListenerCtx {
 /// closed at once and counted as rejected (`max_connections`), so an overload degrades into
 /// refused connections instead of unbounded tasks and buffers.
 pub async fn serve_tcp<F, Fut>(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     ctx: Arc<ListenerCtx>,
     max_connections: usize,
     handle: F,
@@ -82,7 +87,7 @@ pub async fn serve_tcp<F, Fut>(
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.stop_accepting.cancelled() => return,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,

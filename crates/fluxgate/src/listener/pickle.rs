@@ -12,7 +12,10 @@ use graphite_pickle::{Decoder, FrameSplitter};
 use graphite_plaintext::Timestamp;
 use tokio::net::TcpStream;
 
-use super::{graphite::GraphiteBatch, ListenerCtx};
+use super::{
+    graphite::{GraphiteBatch, Read},
+    ListenerCtx,
+};
 
 pub async fn connection(
     mut stream: TcpStream,
@@ -25,7 +28,7 @@ pub async fn connection(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
-        let eof = batch.read_more(&mut stream, &mut buf, 64 * 1024).await;
+        let read = batch.read_more(&mut stream, &mut buf, 64 * 1024).await;
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
@@ -70,14 +73,26 @@ pub async fn connection(
         if fatal {
             return;
         }
-        if eof {
-            if incomplete {
+        match read {
+            Read::More => {}
+            Read::Eof if incomplete => {
                 batch.reject(
                     "truncated_frame",
                     &format_args!("connection closed inside a frame ({} bytes)", buf.len()),
                 );
+                return;
             }
-            return;
+            Read::Stopped if incomplete => {
+                batch.reject(
+                    "truncated",
+                    &format_args!(
+                        "the gateway stopped in the middle of a frame ({} bytes discarded)",
+                        buf.len()
+                    ),
+                );
+                return;
+            }
+            Read::Eof | Read::Stopped => return,
         }
     }
 }

@@ -6,7 +6,10 @@ use bytes::{Buf, BytesMut};
 use graphite_plaintext::LineSplitter;
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::{graphite::GraphiteBatch, ListenerCtx};
+use super::{
+    graphite::{GraphiteBatch, Read},
+    ListenerCtx,
+};
 use crate::{pipeline::Pipeline, translate::graphite::Translator};
 
 /// Reads are parsed whole, so this is also the largest batch one read produces.
@@ -24,11 +27,11 @@ pub async fn connection(
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
-        let eof = batch.read_more(&mut stream, &mut buf, READ_BYTES).await;
+        let read = batch.read_more(&mut stream, &mut buf, READ_BYTES).await;
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
-        let mut lines = splitter.lines(&buf, eof);
+        let mut lines = splitter.lines(&buf, read == Read::Eof);
         for line in lines.by_ref() {
             batch.add_line(&pipeline, &mut translator, line);
         }
@@ -36,15 +39,36 @@ pub async fn connection(
         drop(translator);
         buf.advance(consumed);
         batch.flush(&pipeline).await;
-        if eof {
-            return;
+        match read {
+            Read::More => {}
+            Read::Eof => return,
+            Read::Stopped => {
+                if !buf.is_empty() || splitter.is_discarding() {
+                    batch.reject(
+                        "truncated",
+                        &format_args!(
+                            "the gateway stopped in the middle of a line ({} bytes discarded)",
+                            buf.len()
+                        ),
+                    );
+                }
+                return;
+            }
         }
     }
 }
 
-/// UDP: every datagram holds whole lines; a final line without `\n` counts (go-carbon).
-pub async fn udp(socket: UdpSocket, ctx: Arc<ListenerCtx>, max_datagram: usize, max_line: usize) {
-    let mut buf = vec![0u8; max_datagram];
+/// UDP: every datagram holds whole lines; a final line without `\n` counts (go-carbon). A
+/// datagram longer than `max_datagram` arrives cut short: its whole lines count, and its cut
+/// last line is discarded and counted (`truncated`).
+pub async fn udp(
+    socket: Arc<UdpSocket>,
+    ctx: Arc<ListenerCtx>,
+    max_datagram: usize,
+    max_line: usize,
+) {
+    // One byte more than allowed, so a longer datagram shows as one that filled the buffer.
+    let mut buf = vec![0u8; max_datagram + 1];
     let mut splitter = LineSplitter::new(max_line);
     let mut batch = GraphiteBatch::new(ctx.clone(), None);
     loop {
@@ -56,7 +80,7 @@ pub async fn udp(socket: UdpSocket, ctx: Arc<ListenerCtx>, max_datagram: usize, 
                     continue;
                 }
             },
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.stop_accepting.cancelled() => return,
         };
         batch.begin();
         let pipeline = ctx.pipeline();
@@ -71,6 +95,7 @@ pub async fn udp(socket: UdpSocket, ctx: Arc<ListenerCtx>, max_datagram: usize, 
                 &pipeline,
                 &mut translator,
                 &buf[..n],
+                max_datagram,
             );
             if batch.len() >= UDP_BATCH_POINTS {
                 break;
@@ -94,8 +119,22 @@ fn datagram(
     pipeline: &Pipeline,
     tr: &mut Translator<'_>,
     data: &[u8],
+    max_datagram: usize,
 ) {
     splitter.reset();
+    let data = if data.len() > max_datagram {
+        // Cut by the kernel: keep the whole lines, refuse the cut one.
+        let whole = memchr::memrchr(b'\n', &data[..max_datagram]).map_or(0, |i| i + 1);
+        batch.reject(
+            "truncated",
+            &format_args!(
+                "datagram longer than max_datagram_bytes ({max_datagram}): its last line was cut"
+            ),
+        );
+        &data[..whole]
+    } else {
+        data
+    };
     for line in splitter.lines(data, true) {
         batch.add_line(pipeline, tr, line);
     }

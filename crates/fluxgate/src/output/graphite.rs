@@ -14,7 +14,7 @@ use std::{
     collections::VecDeque,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -25,25 +25,22 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::{io::AsyncWriteExt, net::TcpStream, task::JoinSet};
 use tracing::info;
 
+use super::{Chunk, Form, Grant, Output, Reservation, Shed, Slot, Target};
 use crate::{
     cluster::{Cluster, Destination},
-    config::{GraphiteOutputConfig, GraphiteProtocol},
+    config::{GraphiteOutputConfig, GraphiteProtocol, Overflow},
     metrics::{Metrics, RateLimit},
-    queue::{PointQueue, Push, Weighted},
+    queue::{Acquire, Budget, EntryQueue, Permit, Waiter},
+    translate::influx::InfluxToGraphite,
     warn_limited,
 };
 
-/// Plaintext lines bound for one destination.
+/// Plaintext lines bound for one destination, with the capacity they hold in its queue.
 #[derive(Debug)]
 struct Entry {
     body: Bytes,
     points: usize,
-}
-
-impl Weighted for Entry {
-    fn points(&self) -> usize {
-        self.points
-    }
+    permit: Permit,
 }
 
 #[derive(Debug)]
@@ -51,7 +48,13 @@ struct DestCtx {
     output: String,
     destination: Destination,
     label: String,
-    queue: PointQueue<Entry>,
+    /// This destination's `queue_points`, a share of the output's (unbounded) total so that
+    /// a wait on the output hears every destination's releases.
+    budget: Budget,
+    queue: EntryQueue<Entry>,
+    /// Since when offers have found this destination full: past `stall_timeout` what is
+    /// routed to it is shed instead of waited for.
+    full_since: Mutex<Option<Instant>>,
     up: AtomicBool,
     up_gauge: IntGauge,
     cfg: GraphiteOutputConfig,
@@ -67,8 +70,17 @@ struct Inner {
     cfg: GraphiteOutputConfig,
     cluster: Cluster,
     dests: Vec<Arc<DestCtx>>,
+    total: Budget,
+    form: Form,
+    /// Set by [`Output::hand_over`]: where each destination worker moves what it holds.
+    successor: Mutex<Option<Arc<dyn Output>>>,
+    abandoned: AtomicBool,
     metrics: Metrics,
     log_limit: RateLimit,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Handle to a running Graphite output.
@@ -80,6 +92,7 @@ pub struct GraphiteOutput {
 impl GraphiteOutput {
     pub fn new(
         cfg: GraphiteOutputConfig,
+        to_graphite: InfluxToGraphite,
         metrics: &Metrics,
         log_interval: Duration,
     ) -> Result<Self, String> {
@@ -99,16 +112,20 @@ impl GraphiteOutput {
         )
         .map_err(|e| e.to_string())?;
         let name = cfg.name.as_str();
+        let total = Budget::new(
+            usize::MAX,
+            usize::MAX,
+            Some(metrics.queue_points.with_label_values(&[name])),
+        );
         let dests = destinations
             .into_iter()
             .map(|destination| {
                 let label = destination.to_string();
                 Arc::new(DestCtx {
                     output: cfg.name.clone(),
-                    queue: PointQueue::new(
-                        cfg.queue_points,
-                        metrics.queue_points.with_label_values(&[name]),
-                    ),
+                    budget: total.child(cfg.queue_points, usize::MAX),
+                    queue: EntryQueue::default(),
+                    full_since: Mutex::new(None),
                     up: AtomicBool::new(false),
                     up_gauge: metrics.destination_up.with_label_values(&[name, &label]),
                     sent: metrics.sent_points.with_label_values(&[name]),
@@ -126,6 +143,10 @@ impl GraphiteOutput {
             inner: Arc::new(Inner {
                 cluster,
                 dests,
+                total,
+                form: Form::Graphite(Arc::new(to_graphite)),
+                successor: Mutex::new(None),
+                abandoned: AtomicBool::new(false),
                 metrics: metrics.clone(),
                 log_limit: RateLimit::new(log_interval),
                 cfg,
@@ -133,93 +154,253 @@ impl GraphiteOutput {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.inner.cfg.name
-    }
-
     pub fn config(&self) -> &GraphiteOutputConfig {
         &self.inner.cfg
     }
+}
 
-    pub fn start(&self, tasks: &mut JoinSet<()>) {
+impl Output for GraphiteOutput {
+    fn name(&self) -> &str {
+        &self.inner.cfg.name
+    }
+
+    fn form(&self) -> &Form {
+        &self.inner.form
+    }
+
+    fn start(&self, tasks: &mut JoinSet<()>) {
         for index in 0..self.inner.dests.len() {
             let inner = self.inner.clone();
             tasks.spawn(async move { destination_worker(inner, index).await });
         }
     }
 
-    /// Places each line of `body` (canonical plaintext, `points` lines) and queues it for its
-    /// destinations under the overflow policy; drops are counted. The result is the worst any
-    /// destination gave.
-    pub async fn push(&self, body: Bytes, points: usize) -> Push {
-        self.inner.push(body, points).await
+    fn reserve(&self, chunk: Chunk, into: &mut Reservation) {
+        self.inner.reserve(chunk, into, false);
     }
 
-    /// Counts (and logs, rate-limited) points this output could not carry.
-    pub fn drop_points(&self, n: usize, reason: &str, why: &str) {
-        self.inner.drop_points(n, reason, why);
+    fn commit(&self, reservation: Reservation) -> Vec<Chunk> {
+        self.inner.commit(reservation)
     }
 
-    pub fn close(&self) {
+    fn waiter(&self) -> Waiter {
+        self.inner.total.waiter()
+    }
+
+    fn stall_deadline(&self, rest: &[Chunk]) -> Option<tokio::time::Instant> {
+        let stall = self.inner.cfg.stall_timeout;
+        rest.iter()
+            .filter_map(|c| {
+                let d = self.inner.dests.get(c.slot?)?;
+                let since = (*lock(&d.full_since))?;
+                Some(tokio::time::Instant::from_std(since + stall))
+            })
+            .min()
+    }
+
+    fn adopt(&self, chunks: Vec<Chunk>) {
+        for chunk in chunks {
+            let mut r = Reservation::default();
+            self.inner.reserve(chunk, &mut r, true);
+            let refused: usize = self.inner.commit(r).iter().map(|c| c.points).sum();
+            self.inner
+                .drop_points(refused, "shutdown", "handed over while shutting down");
+        }
+    }
+
+    fn close(&self) {
+        self.inner.total.close();
         for d in &self.inner.dests {
+            d.budget.close();
             d.queue.close();
         }
     }
 
-    pub fn outstanding(&self) -> usize {
-        self.inner.dests.iter().map(|d| d.queue.outstanding()).sum()
+    fn hand_over(&self, successor: Arc<dyn Output>) {
+        *lock(&self.inner.successor) = Some(successor);
+        self.close();
     }
 
-    pub fn abandon(&self) {
-        for d in &self.inner.dests {
-            let n = d.queue.outstanding();
-            if n > 0 {
-                d.queue.release(n);
-                d.drop_points(n, "shutdown", "shutdown deadline passed");
-            }
+    fn upstream_key(&self) -> String {
+        let c = &self.inner.cfg;
+        format!(
+            "graphite {:?} {} {} {:?}",
+            c.cluster, c.replication, c.diverse_replicas, c.destinations
+        )
+    }
+
+    fn outstanding(&self) -> usize {
+        self.inner.total.points()
+    }
+
+    fn abandon(&self, reason: &str) {
+        if self.inner.abandoned.swap(true, Ordering::SeqCst) {
+            return;
         }
+        for d in &self.inner.dests {
+            let n = d.budget.points();
+            d.drop_points(n, reason, "deadline passed with points undelivered");
+        }
+    }
+
+    fn drop_points(&self, n: usize, reason: &str, why: &str) {
+        self.inner.drop_points(n, reason, why);
     }
 }
 
 impl Inner {
-    /// Places each line of `body` (canonical plaintext, `points` lines) and queues it for its
-    /// destinations under the overflow policy; drops are counted. The result is the worst any
-    /// destination gave.
-    async fn push(&self, body: Bytes, points: usize) -> Push {
-        let inner = self;
-        let n = inner.dests.len();
-        let mut worst = Push::Accepted;
-        if n == 1 || inner.cluster.sends_everything() {
-            for d in &inner.dests {
-                worst = worse(worst, push_to(d, body.clone(), points).await);
+    /// Places each line of the chunk on its destination(s) and takes room in each one's
+    /// queue. `force` takes it over the limit (handed-over points).
+    fn reserve(&self, chunk: Chunk, into: &mut Reservation, force: bool) {
+        let n = self.dests.len();
+        if let Some(i) = chunk.slot.filter(|&i| i < n) {
+            // Placed before: it stays placed, unless its member is down and the cluster
+            // sends such points to the members that are up.
+            if !self.rehomes(i) || self.dests[i].up.load(Ordering::Relaxed) {
+                return self.reserve_on(i, chunk, into, force);
             }
-            return worst;
+        }
+        if n == 1 || self.cluster.sends_everything() {
+            for i in 0..n {
+                let part = Chunk {
+                    slot: Some(i),
+                    ..chunk.clone()
+                };
+                self.reserve_on(i, part, into, force);
+            }
+            return;
         }
         let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
         let mut chosen = Vec::with_capacity(4);
-        for line in body.split_inclusive(|&b| b == b'\n') {
+        let mut homeless = 0;
+        for line in chunk.body.split_inclusive(|&b| b == b'\n') {
             let end = memchr::memchr(b' ', line).unwrap_or(line.len());
             let Ok(name) = std::str::from_utf8(&line[..end]) else {
                 continue;
             };
             self.place(name, &mut chosen);
             if chosen.is_empty() {
-                self.drop_points(1, "no_destination", "no healthy destination");
+                homeless += 1;
             }
             for &i in &chosen {
                 bufs[i].0.extend_from_slice(line);
                 bufs[i].1 += 1;
             }
         }
+        if homeless > 0 {
+            into.shed.push(Shed {
+                points: homeless,
+                reason: "no_destination",
+                why: "no healthy destination",
+            });
+        }
         for (i, (buf, count)) in bufs.into_iter().enumerate() {
             if count > 0 {
-                worst = worse(
-                    worst,
-                    push_to(&inner.dests[i], Bytes::from(buf), count).await,
-                );
+                let part = Chunk {
+                    target: chunk.target.clone(),
+                    body: Bytes::from(buf),
+                    points: count,
+                    slot: Some(i),
+                };
+                self.reserve_on(i, part, into, force);
             }
         }
-        worst
+    }
+
+    fn reserve_on(&self, i: usize, chunk: Chunk, into: &mut Reservation, force: bool) {
+        let d = &self.dests[i];
+        let bytes = chunk.body.len();
+        let acquired = if force {
+            Acquire::Granted(d.budget.force(chunk.points, bytes))
+        } else {
+            let mut a = d.budget.try_acquire(chunk.points, bytes);
+            if matches!(a, Acquire::Full) && d.cfg.overflow == Overflow::DropOldest {
+                // Make room by dropping what waits longest (not what is being written).
+                while matches!(a, Acquire::Full) {
+                    let Some(old) = d.queue.pop_front() else {
+                        break;
+                    };
+                    d.drop_points(
+                        old.points,
+                        "queue_full",
+                        "the destination's queue is full (dropping the oldest)",
+                    );
+                    drop(old);
+                    a = d.budget.try_acquire(chunk.points, bytes);
+                }
+            }
+            a
+        };
+        match acquired {
+            Acquire::Granted(permit) => {
+                *lock(&d.full_since) = None;
+                into.grants.push(Grant {
+                    slot: Slot::Destination(i),
+                    target: chunk.target,
+                    body: chunk.body,
+                    points: chunk.points,
+                    permit,
+                });
+            }
+            Acquire::Closed => into.closed.push(chunk),
+            Acquire::Full => {
+                if d.cfg.overflow != Overflow::Block {
+                    into.shed.push(Shed {
+                        points: chunk.points,
+                        reason: "queue_full",
+                        why: "the destination's queue is full",
+                    });
+                    return;
+                }
+                let since = *lock(&d.full_since).get_or_insert_with(Instant::now);
+                if since.elapsed() >= d.cfg.stall_timeout {
+                    let (reason, why) = if d.up.load(Ordering::Relaxed) {
+                        (
+                            "destination_stalled",
+                            "the destination does not drain its queue",
+                        )
+                    } else {
+                        (
+                            "destination_down",
+                            "the destination is down and its queue is full",
+                        )
+                    };
+                    into.shed.push(Shed {
+                        points: chunk.points,
+                        reason,
+                        why,
+                    });
+                } else {
+                    into.rest.push(chunk);
+                }
+            }
+        }
+    }
+
+    fn commit(&self, reservation: Reservation) -> Vec<Chunk> {
+        for s in reservation.shed {
+            self.drop_points(s.points, s.reason, s.why);
+        }
+        let mut refused = Vec::new();
+        for g in reservation.grants {
+            let Slot::Destination(i) = g.slot else {
+                continue;
+            };
+            let entry = Entry {
+                body: g.body,
+                points: g.points,
+                permit: g.permit,
+            };
+            if let Err(e) = self.dests[i].queue.push(entry) {
+                refused.push(Chunk {
+                    target: g.target,
+                    body: e.body,
+                    points: e.points,
+                    slot: Some(i),
+                });
+            }
+        }
+        refused
     }
 
     /// The destinations a metric name goes to now (health counts for `any_of`/`failover`).
@@ -230,6 +411,9 @@ impl Inner {
     }
 
     fn drop_points(&self, n: usize, reason: &str, why: &str) {
+        if n == 0 {
+            return;
+        }
         self.metrics
             .dropped
             .with_label_values(&[&self.cfg.name, reason])
@@ -249,33 +433,6 @@ impl Inner {
                 .iter()
                 .enumerate()
                 .any(|(i, d)| i != index && d.up.load(Ordering::Relaxed))
-    }
-}
-
-async fn push_to(d: &DestCtx, body: Bytes, points: usize) -> Push {
-    let res = d.queue.push(Entry { body, points }, d.cfg.overflow).await;
-    match res {
-        Push::DroppedNewest(n) | Push::DroppedOldest(n) if n > 0 => {
-            d.drop_points(n, "queue_full", "the destination's queue is full")
-        }
-        Push::Closed => d.drop_points(points, "shutdown", "shutting down"),
-        _ => {}
-    }
-    res
-}
-
-/// Ranks push results so a batch reports its worst one: closed, refused, then accepted.
-fn worse(a: Push, b: Push) -> Push {
-    let rank = |p: &Push| match p {
-        Push::Closed => 3,
-        Push::DroppedNewest(_) => 2,
-        Push::DroppedOldest(_) => 1,
-        Push::Accepted => 0,
-    };
-    if rank(&b) > rank(&a) {
-        b
-    } else {
-        a
     }
 }
 
@@ -320,7 +477,17 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
     let mut wire = Vec::with_capacity(256 * 1024);
     let mut attempt = 0u32;
     let encoder = FrameEncoder::new();
+    let mut handed_over = false;
     loop {
+        if !handed_over {
+            let successor = lock(&inner.successor).clone();
+            if let Some(successor) = successor {
+                // Reloaded with the same destinations: what is not written yet goes to the
+                // new output, which keeps the same place for it.
+                handed_over = true;
+                hand_over(&d, index, &mut pending, successor);
+            }
+        }
         if pending.is_empty() && d.queue.is_drained() {
             break;
         }
@@ -347,11 +514,11 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
                     d.set_up(false);
                     d.send_error("connect");
                     if inner.rehomes(index) {
-                        rehome(&inner, &d, &mut pending).await;
+                        rehome(&inner, &d, index, &mut pending);
                     }
                     let delay = d.backoff(attempt);
                     warn_limited!(d.log_limit, output = %d.output, destination = %d.label,
-                        queued = d.queue.outstanding(), "cannot connect ({e}); retrying in {delay:?}");
+                        queued = d.budget.points(), "cannot connect ({e}); retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     attempt = attempt.saturating_add(1);
                     continue;
@@ -409,11 +576,13 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
         match failure {
             None => {
                 d.duration.observe(started.elapsed().as_secs_f64());
-                for (e, replayed) in batch {
+                for (mut e, replayed) in batch {
                     if !replayed {
                         d.sent.inc_by(e.points as u64);
-                        d.queue.release(e.points);
                     }
+                    // Written: the queue's capacity comes back; the copy kept for a replay
+                    // is bounded by `replay_points` instead.
+                    drop(std::mem::take(&mut e.permit));
                     replay_points += e.points;
                     replay.push_back(e);
                 }
@@ -444,24 +613,78 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Moves what a down member of an `any_of`/`failover` cluster holds to the members that are
-/// up. Replays are left out: they were written once already, to this member.
-async fn rehome(inner: &Inner, d: &DestCtx, pending: &mut VecDeque<(Entry, bool)>) {
+/// up, without waiting: what finds no room stays here. Replays are left out: they were
+/// written once already, to this member.
+fn rehome(inner: &Inner, d: &DestCtx, index: usize, pending: &mut VecDeque<(Entry, bool)>) {
     let mut moved = Vec::new();
     d.queue.take_all(&mut moved);
+    moved.extend(
+        pending
+            .drain(..)
+            .filter(|(_, replayed)| !replayed)
+            .map(|(e, _)| e),
+    );
+    let mut r = Reservation::default();
     let mut points = 0;
-    for (e, replayed) in pending.drain(..) {
-        if !replayed {
-            moved.push(e);
-        }
-    }
     for e in moved {
         points += e.points;
-        d.queue.release(e.points);
-        inner.push(e.body, e.points).await;
+        // Released here, taken again where it lands (or here again if nowhere has room).
+        let chunk = Chunk {
+            target: Target::Default,
+            body: e.body,
+            points: e.points,
+            slot: None,
+        };
+        inner.reserve(chunk, &mut r, false);
+    }
+    let mut kept = std::mem::take(&mut r.rest);
+    kept.append(&mut r.closed);
+    kept.extend(inner.commit(r));
+    for c in kept {
+        points -= c.points;
+        let permit = d.budget.force(c.points, c.body.len());
+        let entry = Entry {
+            body: c.body,
+            points: c.points,
+            permit,
+        };
+        pending.push_back((entry, false));
     }
     if points > 0 {
-        info!(output = %d.output, destination = %d.label, points, "destination is down: its points go to the others");
+        info!(output = %d.output, destination = %d.label, index, points, "destination is down: its points go to the others");
     }
+}
+
+/// Moves what a retiring destination holds (queued, and taken but not written) to the
+/// successor output's same destination.
+fn hand_over(
+    d: &DestCtx,
+    index: usize,
+    pending: &mut VecDeque<(Entry, bool)>,
+    successor: Arc<dyn Output>,
+) {
+    let mut moved = Vec::new();
+    moved.extend(
+        pending
+            .drain(..)
+            .filter(|(_, replayed)| !replayed)
+            .map(|(e, _)| e),
+    );
+    d.queue.take_all(&mut moved);
+    let chunks: Vec<Chunk> = moved
+        .into_iter()
+        .map(|e| Chunk {
+            target: Target::Default,
+            body: e.body,
+            points: e.points,
+            slot: Some(index),
+        })
+        .collect();
+    let points: usize = chunks.iter().map(|c| c.points).sum();
+    if points > 0 {
+        info!(output = %d.output, destination = %d.label, points, "handing what is queued to the reloaded output");
+    }
+    successor.adopt(chunks);
 }
 
 fn broken(d: &DestCtx, why: &str, reason: &str) {

@@ -1,29 +1,40 @@
 //! The InfluxDB output: batches line protocol per destination and writes it to an InfluxDB
 //! 1.x (`/write`) or 2.x (`/api/v2/write`) upstream.
 //!
-//! Shape: listeners push [`Chunk`]s (line protocol with nanosecond timestamps) into a bounded
-//! [`PointQueue`]; one worker task cuts them into batches per destination and per *lane*; each
-//! lane is a task that sends one request at a time and retries it until it is delivered.
-//! Points go to a lane by a hash of their series key, so `max_in_flight` requests run in
-//! parallel while writes to one series stay in order: a later value for the same series and
-//! time still wins, exactly as if the sender wrote directly.
+//! Shape: the pipeline reserves capacity in the output's budget and queues [`Entry`]s in one
+//! inbox; one worker task sorts them into *partitions* (one per destination: a v1 db/rp, a
+//! v2 bucket) and, inside a partition, into `max_in_flight` *lanes* by a hash of the series
+//! key. Each lane has at most one request in flight, so writes to one series stay in order (a
+//! later value for the same series and time still wins, exactly as if the sender wrote
+//! directly), while lanes and partitions go in parallel. The worker never waits on a request:
+//! requests run as tasks, and what arrives for a busy lane is batched behind it.
+//!
+//! Isolation: each partition is a share of the output's budget (`partition_queue_points`),
+//! so a destination that keeps failing fills only its own share and holds back only the
+//! writes bound for it. A request is retried for at most `max_retry_time`; past that its
+//! points are dropped and counted (`retry_budget`), and the partition moves on.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     fmt,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use prometheus::{Histogram, IntCounter};
 use reqwest::{header, StatusCode};
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::task::JoinSet;
+use tracing::info;
 
+use super::{Chunk, Form, Grant, Output, Reservation, Shed, Slot};
 use crate::{
-    config::{InfluxApi, InfluxOutputConfig},
+    config::{InfluxApi, InfluxOutputConfig, Overflow},
     metrics::{Metrics, RateLimit},
-    queue::{PointQueue, Push, Weighted},
+    queue::{Acquire, Budget, EntryQueue, Permit, Waiter},
     warn_limited,
 };
 
@@ -79,28 +90,23 @@ pub enum Target {
     Explicit(Destination),
 }
 
-/// Line protocol, one point per line, each ending in `\n` and carrying a nanosecond
-/// timestamp (a buffered point must not take the time of a late retry). `Bytes` so that
-/// one translated chunk fans out to several outputs without a copy.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub target: Target,
-    pub body: Bytes,
-    pub points: usize,
-}
-
+/// Points queued for the worker: line protocol for one destination, with the capacity they
+/// hold in the output's budget.
 #[derive(Debug)]
 struct Entry {
     dest: Destination,
     body: Bytes,
     points: usize,
+    permit: Permit,
 }
 
-impl Weighted for Entry {
-    fn points(&self) -> usize {
-        self.points
-    }
-}
+/// A request is cut when its body reaches this size even if it holds fewer than
+/// `batch_size` points: wide points must not make one request unboundedly large.
+const MAX_REQUEST_BYTES: usize = 8 << 20;
+
+/// Partition budgets kept for destinations with nothing outstanding, before the idle ones
+/// are forgotten (a client may name any number of databases).
+const IDLE_PARTITIONS: usize = 1024;
 
 #[derive(Debug)]
 struct Ctx {
@@ -108,7 +114,15 @@ struct Ctx {
     client: reqwest::Client,
     write_url: reqwest::Url,
     default_dest: Destination,
-    queue: PointQueue<Entry>,
+    form: Form,
+    /// Everything the output holds.
+    total: Budget,
+    /// Each destination's share of `total`.
+    partitions: Mutex<HashMap<Destination, Budget>>,
+    inbox: EntryQueue<Entry>,
+    /// Set by [`Output::hand_over`]: where the worker sends what it has not sent yet.
+    successor: Mutex<Option<Arc<dyn Output>>>,
+    abandoned: AtomicBool,
     sent: IntCounter,
     retries: IntCounter,
     duration: Histogram,
@@ -122,8 +136,12 @@ pub struct InfluxOutput {
     ctx: Arc<Ctx>,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl InfluxOutput {
-    /// Builds the output; [`InfluxOutput::start`] spawns its tasks.
+    /// Builds the output; [`Output::start`] spawns its tasks.
     pub fn new(
         cfg: InfluxOutputConfig,
         metrics: &Metrics,
@@ -150,25 +168,27 @@ impl InfluxOutput {
         };
         let name = cfg.name.as_str();
         let ctx = Ctx {
-            queue: PointQueue::new(
+            total: Budget::new(
                 cfg.queue_points,
-                metrics.queue_points.with_label_values(&[name]),
+                usize::MAX,
+                Some(metrics.queue_points.with_label_values(&[name])),
             ),
+            partitions: Mutex::new(HashMap::new()),
+            inbox: EntryQueue::default(),
+            successor: Mutex::new(None),
+            abandoned: AtomicBool::new(false),
             sent: metrics.sent_points.with_label_values(&[name]),
             retries: metrics.retries.with_label_values(&[name]),
             duration: metrics.batch_duration.with_label_values(&[name]),
             metrics: metrics.clone(),
             log_limit: RateLimit::new(log_interval),
+            form: Form::LineProtocol,
             client,
             write_url,
             default_dest,
             cfg,
         };
         Ok(Self { ctx: Arc::new(ctx) })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.ctx.cfg.name
     }
 
     pub fn config(&self) -> &InfluxOutputConfig {
@@ -192,64 +212,168 @@ impl InfluxOutput {
         }
     }
 
-    /// Spawns the worker and lane tasks into `tasks`; they end once [`InfluxOutput::close`]
-    /// was called and everything queued has been delivered.
-    pub fn start(&self, tasks: &mut JoinSet<()>) {
-        let lanes = self.ctx.cfg.max_in_flight;
-        let mut senders = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
-            let (tx, rx) = mpsc::channel::<Request>(1);
-            senders.push(tx);
-            let ctx = self.ctx.clone();
-            tasks.spawn(async move { lane(ctx, rx).await });
-        }
-        let ctx = self.ctx.clone();
-        tasks.spawn(async move { worker(ctx, senders).await });
-    }
-
-    /// Queues a chunk under the output's overflow policy; drops are counted here.
-    pub async fn push(&self, chunk: Chunk) -> Push {
-        let policy = self.ctx.cfg.overflow;
-        let entry = Entry {
-            dest: self.destination(&chunk.target),
-            body: chunk.body,
-            points: chunk.points,
-        };
-        let res = self.ctx.queue.push(entry, policy).await;
-        match res {
-            Push::DroppedNewest(n) | Push::DroppedOldest(n) if n > 0 => {
-                self.ctx.drop_points(n, "queue_full", "the queue is full");
+    /// The share of the output's budget for `dest`, made on first use.
+    fn partition<'a>(
+        &self,
+        parts: &'a mut HashMap<Destination, Budget>,
+        dest: &Destination,
+    ) -> &'a Budget {
+        if !parts.contains_key(dest) {
+            if parts.len() >= IDLE_PARTITIONS {
+                parts.retain(|_, b| !b.is_idle());
             }
-            Push::Closed => self
+            let share = self
                 .ctx
-                .drop_points(chunk.points, "shutdown", "shutting down"),
-            _ => {}
+                .total
+                .child(self.ctx.cfg.partition_points(), usize::MAX);
+            parts.insert(dest.clone(), share);
         }
-        res
+        &parts[dest]
+    }
+}
+
+impl Output for InfluxOutput {
+    fn name(&self) -> &str {
+        &self.ctx.cfg.name
     }
 
-    pub fn close(&self) {
-        self.ctx.queue.close();
+    fn form(&self) -> &Form {
+        &self.ctx.form
     }
 
-    /// Counts (and logs, rate-limited) points this output could not carry.
-    pub fn drop_points(&self, n: usize, reason: &str, why: &str) {
+    fn start(&self, tasks: &mut JoinSet<()>) {
+        let ctx = self.ctx.clone();
+        tasks.spawn(async move { worker(ctx).await });
+    }
+
+    fn reserve(&self, chunk: Chunk, into: &mut Reservation) {
+        let dest = self.destination(&chunk.target);
+        let bytes = chunk.body.len();
+        // Acquired under the map's lock, so an idle share is never forgotten while taken.
+        let acquired = {
+            let mut parts = lock(&self.ctx.partitions);
+            let share = self.partition(&mut parts, &dest);
+            match share.try_acquire(chunk.points, bytes) {
+                Acquire::Full if self.ctx.cfg.overflow == Overflow::DropOldest => {
+                    // Taken over the limit; the worker makes room by dropping the
+                    // partition's oldest batched points.
+                    Acquire::Granted(share.force(chunk.points, bytes))
+                }
+                other => other,
+            }
+        };
+        match acquired {
+            Acquire::Granted(permit) => into.grants.push(Grant {
+                slot: Slot::Partition(dest),
+                target: chunk.target,
+                body: chunk.body,
+                points: chunk.points,
+                permit,
+            }),
+            Acquire::Closed => into.closed.push(chunk),
+            Acquire::Full => match self.ctx.cfg.overflow {
+                Overflow::DropNewest => into.shed.push(Shed {
+                    points: chunk.points,
+                    reason: "queue_full",
+                    why: "the queue is full",
+                }),
+                _ => into.rest.push(chunk),
+            },
+        }
+    }
+
+    fn commit(&self, reservation: Reservation) -> Vec<Chunk> {
+        for s in reservation.shed {
+            self.ctx.drop_points(s.points, s.reason, s.why);
+        }
+        let mut refused = Vec::new();
+        for g in reservation.grants {
+            let Slot::Partition(dest) = g.slot else {
+                continue;
+            };
+            let entry = Entry {
+                dest,
+                body: g.body,
+                points: g.points,
+                permit: g.permit,
+            };
+            if let Err(e) = self.ctx.inbox.push(entry) {
+                refused.push(Chunk::new(g.target, e.body, e.points));
+            }
+        }
+        refused
+    }
+
+    fn waiter(&self) -> Waiter {
+        self.ctx.total.waiter()
+    }
+
+    fn stall_deadline(&self, _rest: &[Chunk]) -> Option<tokio::time::Instant> {
+        // A full partition holds back only its own writers; the retry budget bounds how
+        // long it stays full.
+        None
+    }
+
+    fn adopt(&self, chunks: Vec<Chunk>) {
+        for chunk in chunks {
+            let dest = self.destination(&chunk.target);
+            let permit = {
+                let mut parts = lock(&self.ctx.partitions);
+                self.partition(&mut parts, &dest)
+                    .force(chunk.points, chunk.body.len())
+            };
+            let entry = Entry {
+                dest,
+                body: chunk.body,
+                points: chunk.points,
+                permit,
+            };
+            if let Err(e) = self.ctx.inbox.push(entry) {
+                self.ctx
+                    .drop_points(e.points, "shutdown", "handed over while shutting down");
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.ctx.total.close();
+        self.ctx.inbox.close();
+    }
+
+    fn hand_over(&self, successor: Arc<dyn Output>) {
+        *lock(&self.ctx.successor) = Some(successor);
+        self.close();
+    }
+
+    fn upstream_key(&self) -> String {
+        let c = &self.ctx.cfg;
+        format!(
+            "influxdb {} {} {:?} {:?} {:?} {:?}",
+            c.url, c.api, c.org, self.ctx.default_dest, c.username, c.password
+        )
+    }
+
+    fn outstanding(&self) -> usize {
+        self.ctx.total.points()
+    }
+
+    fn abandon(&self, reason: &str) {
+        if self.ctx.abandoned.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let n = self.ctx.total.points();
+        if n > 0 {
+            self.ctx
+                .drop_points(n, reason, "deadline passed with points undelivered");
+        }
+    }
+
+    fn drop_points(&self, n: usize, reason: &str, why: &str) {
         self.ctx.drop_points(n, reason, why);
     }
 
-    /// Points accepted and not yet delivered.
-    pub fn outstanding(&self) -> usize {
-        self.ctx.queue.outstanding()
-    }
-
-    /// Counts whatever is still undelivered as dropped (shutdown deadline passed).
-    pub fn abandon(&self) {
-        let n = self.ctx.queue.outstanding();
-        if n > 0 {
-            self.ctx.queue.release(n);
-            self.ctx
-                .drop_points(n, "shutdown", "shutdown deadline passed");
-        }
+    fn as_influx(&self) -> Option<&InfluxOutput> {
+        Some(self)
     }
 }
 
@@ -260,27 +384,62 @@ fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
     url
 }
 
-/// One request's worth of points for one destination.
+/// One request's worth of points for one destination, with the capacity it holds.
 #[derive(Debug)]
 struct Request {
     dest: Destination,
     body: Vec<u8>,
     points: usize,
+    permit: Permit,
 }
 
+/// One lane of a partition: the batch being filled, batches cut and waiting, and whether a
+/// request is in flight (one at a time keeps a series in order).
 #[derive(Debug, Default)]
-struct LaneBuf {
-    body: Vec<u8>,
-    points: usize,
+struct Lane {
+    open: Vec<u8>,
+    open_points: usize,
+    open_permit: Permit,
     since: Option<Instant>,
+    ready: VecDeque<Request>,
+    busy: bool,
 }
 
-async fn worker(ctx: Arc<Ctx>, lanes: Vec<mpsc::Sender<Request>>) {
-    let n_lanes = lanes.len();
+impl Lane {
+    fn cut(&mut self, dest: &Destination) {
+        if self.open_points == 0 {
+            return;
+        }
+        self.since = None;
+        self.ready.push_back(Request {
+            dest: dest.clone(),
+            body: std::mem::take(&mut self.open),
+            points: std::mem::take(&mut self.open_points),
+            permit: std::mem::take(&mut self.open_permit),
+        });
+    }
+
+    fn is_idle(&self) -> bool {
+        !self.busy && self.open_points == 0 && self.ready.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct Partition {
+    lanes: Vec<Lane>,
+}
+
+/// The output's one worker: sorts entries into partitions and lanes, cuts batches by size and
+/// time, and starts a request task whenever a lane is free. It never waits on a request.
+async fn worker(ctx: Arc<Ctx>) {
+    let n_lanes = ctx.cfg.max_in_flight;
     let batch_size = ctx.cfg.batch_size;
     let flush_every = ctx.cfg.flush_interval;
-    let mut pending: HashMap<Destination, Vec<LaneBuf>> = HashMap::new();
+    let mut parts: HashMap<Destination, Partition> = HashMap::new();
+    let mut inflight: JoinSet<(Destination, usize)> = JoinSet::new();
     let mut entries = Vec::new();
+    let mut added: Vec<(usize, usize)> = vec![(0, 0); n_lanes];
+    let mut open = true;
     let mut tick = tokio::time::interval(
         flush_every
             .min(Duration::from_millis(100))
@@ -288,69 +447,185 @@ async fn worker(ctx: Arc<Ctx>, lanes: Vec<mpsc::Sender<Request>>) {
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if !open && inflight.is_empty() && parts.values().all(|p| p.lanes.iter().all(Lane::is_idle))
+        {
+            break;
+        }
         tokio::select! {
-            got = ctx.queue.pop_all(&mut entries) => {
+            got = ctx.inbox.pop_all(&mut entries), if open => {
                 if got.is_none() {
-                    break;
-                }
-                for entry in entries.drain(..) {
-                    let bufs = pending
-                        .entry(entry.dest.clone())
-                        .or_insert_with(|| (0..n_lanes).map(|_| LaneBuf::default()).collect());
-                    for line in lines(&entry.body) {
-                        let lane = if n_lanes == 1 { 0 } else { lane_of(line, n_lanes) };
-                        let buf = &mut bufs[lane];
-                        if buf.points == 0 {
-                            buf.since = Some(Instant::now());
-                            buf.body.reserve(batch_size * (line.len() + 1));
-                        }
-                        buf.body.extend_from_slice(line);
-                        buf.body.push(b'\n');
-                        buf.points += 1;
-                        if buf.points >= batch_size {
-                            let req = take(&entry.dest, buf);
-                            if lanes[lane].send(req).await.is_err() {
-                                return;
+                    open = false;
+                    let successor = lock(&ctx.successor).take();
+                    match successor {
+                        Some(s) => hand_over_buffers(&ctx, &mut parts, s),
+                        None => {
+                            for (dest, p) in parts.iter_mut() {
+                                p.lanes.iter_mut().for_each(|l| l.cut(dest));
                             }
                         }
+                    }
+                }
+                for entry in entries.drain(..) {
+                    if ctx.cfg.overflow == Overflow::DropOldest {
+                        evict_oldest(&ctx, &mut parts, &entry);
+                    }
+                    let p = parts.entry(entry.dest.clone()).or_insert_with(|| Partition {
+                        lanes: (0..n_lanes).map(|_| Lane::default()).collect(),
+                    });
+                    distribute(entry, p, &mut added, batch_size);
+                }
+            }
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                if let Ok((dest, lane)) = done {
+                    if let Some(l) = parts.get_mut(&dest).and_then(|p| p.lanes.get_mut(lane)) {
+                        l.busy = false;
                     }
                 }
             }
             _ = tick.tick() => {
-                for (dest, bufs) in pending.iter_mut() {
-                    for (lane, buf) in bufs.iter_mut().enumerate() {
-                        if buf.since.is_some_and(|t| t.elapsed() >= flush_every) {
-                            let req = take(dest, buf);
-                            if lanes[lane].send(req).await.is_err() {
-                                return;
-                            }
+                for (dest, p) in parts.iter_mut() {
+                    for l in &mut p.lanes {
+                        if l.since.is_some_and(|t| t.elapsed() >= flush_every) {
+                            l.cut(dest);
                         }
                     }
                 }
-                pending.retain(|_, bufs| bufs.iter().any(|b| b.points > 0));
+                parts.retain(|_, p| !p.lanes.iter().all(Lane::is_idle));
             }
         }
-    }
-    // Closed: everything still batching goes out now.
-    for (dest, bufs) in pending.iter_mut() {
-        for (lane, buf) in bufs.iter_mut().enumerate() {
-            if buf.points > 0 {
-                let req = take(dest, buf);
-                if lanes[lane].send(req).await.is_err() {
-                    return;
+        // Start a request on every free lane that has one waiting.
+        for p in parts.values_mut() {
+            for (i, l) in p.lanes.iter_mut().enumerate() {
+                if l.busy {
+                    continue;
+                }
+                if let Some(req) = l.ready.pop_front() {
+                    l.busy = true;
+                    let ctx = ctx.clone();
+                    inflight.spawn(async move {
+                        let dest = req.dest.clone();
+                        ctx.deliver(req).await;
+                        (dest, i)
+                    });
                 }
             }
         }
     }
 }
 
-fn take(dest: &Destination, buf: &mut LaneBuf) -> Request {
-    buf.since = None;
-    Request {
-        dest: dest.clone(),
-        body: std::mem::take(&mut buf.body),
-        points: std::mem::take(&mut buf.points),
+/// Sorts an entry's lines into the partition's lanes by series, moving its capacity with
+/// them, and cuts every batch that is full.
+fn distribute(mut entry: Entry, p: &mut Partition, added: &mut [(usize, usize)], batch: usize) {
+    let n_lanes = p.lanes.len();
+    added.iter_mut().for_each(|a| *a = (0, 0));
+    for line in lines(&entry.body) {
+        let lane = if n_lanes == 1 {
+            0
+        } else {
+            lane_of(line, n_lanes)
+        };
+        let l = &mut p.lanes[lane];
+        if l.open_points == 0 {
+            l.since = Some(Instant::now());
+        }
+        l.open.extend_from_slice(line);
+        l.open.push(b'\n');
+        l.open_points += 1;
+        added[lane].0 += 1;
+        added[lane].1 += line.len() + 1;
+        if l.open_points >= batch || l.open.len() >= MAX_REQUEST_BYTES {
+            let permit = entry.permit.split(added[lane].0, added[lane].1);
+            l.open_permit.merge(permit);
+            added[lane] = (0, 0);
+            l.cut(&entry.dest);
+        }
     }
+    let mut last = None;
+    for (i, &(points, bytes)) in added.iter().enumerate() {
+        if points > 0 {
+            p.lanes[i]
+                .open_permit
+                .merge(entry.permit.split(points, bytes));
+            last = Some(i);
+        }
+    }
+    // What the split left (blank lines' bytes) stays with the last lane that took a line.
+    let rest = std::mem::take(&mut entry.permit);
+    match last {
+        Some(i) => p.lanes[i].open_permit.merge(rest),
+        None => drop(rest),
+    }
+}
+
+/// `drop_oldest`: while the entry's partition (or the whole output) is over its limit, drops
+/// the partition's oldest batched points that are not in flight.
+fn evict_oldest(ctx: &Ctx, parts: &mut HashMap<Destination, Partition>, entry: &Entry) {
+    let share = lock(&ctx.partitions).get(&entry.dest).cloned();
+    let Some(share) = share else { return };
+    let over = || {
+        share.points() > share.max_points().max(entry.points)
+            || ctx.total.points() > ctx.total.max_points().max(entry.points)
+    };
+    let Some(p) = parts.get_mut(&entry.dest) else {
+        return;
+    };
+    while over() {
+        // The oldest is a waiting request, else the open batch filled first.
+        let oldest = p
+            .lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.ready.is_empty() || l.open_points > 0)
+            .min_by_key(|(_, l)| (l.ready.is_empty(), l.since))
+            .map(|(i, _)| i);
+        let Some(i) = oldest else { break };
+        let l = &mut p.lanes[i];
+        let dropped = match l.ready.pop_front() {
+            Some(req) => req.points,
+            None => {
+                l.open.clear();
+                l.since = None;
+                drop(std::mem::take(&mut l.open_permit));
+                std::mem::take(&mut l.open_points)
+            }
+        };
+        ctx.drop_points(
+            dropped,
+            "queue_full",
+            "the queue is full (dropping the oldest)",
+        );
+    }
+}
+
+/// A retiring output's batches that are not in flight go to its successor.
+fn hand_over_buffers(
+    ctx: &Ctx,
+    parts: &mut HashMap<Destination, Partition>,
+    successor: Arc<dyn Output>,
+) {
+    let mut chunks = Vec::new();
+    let mut queued = Vec::new();
+    ctx.inbox.take_all(&mut queued);
+    for e in queued {
+        chunks.push(Chunk::new(Target::Explicit(e.dest), e.body, e.points));
+    }
+    for (dest, p) in parts.iter_mut() {
+        for l in &mut p.lanes {
+            l.cut(dest);
+            for req in l.ready.drain(..) {
+                chunks.push(Chunk::new(
+                    Target::Explicit(dest.clone()),
+                    Bytes::from(req.body),
+                    req.points,
+                ));
+            }
+        }
+    }
+    let points: usize = chunks.iter().map(|c| c.points).sum();
+    if points > 0 {
+        info!(output = %ctx.cfg.name, points, "handing what is queued to the reloaded output");
+    }
+    successor.adopt(chunks);
 }
 
 /// The points of a chunk, without their `\n`. Split as InfluxDB splits: a string value may
@@ -382,12 +657,6 @@ fn lane_of(line: &[u8], lanes: usize) -> usize {
     (h % lanes as u64) as usize
 }
 
-async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Request>) {
-    while let Some(req) = rx.recv().await {
-        ctx.deliver(req).await;
-    }
-}
-
 /// How one attempt ended.
 enum Attempt {
     Delivered,
@@ -405,6 +674,9 @@ enum Attempt {
 
 impl Ctx {
     fn drop_points(&self, n: usize, reason: &str, why: &str) {
+        if n == 0 {
+            return;
+        }
         self.metrics
             .dropped
             .with_label_values(&[&self.cfg.name, reason])
@@ -425,10 +697,11 @@ impl Ctx {
             .inc();
     }
 
-    /// Delivers a request, retrying what can be retried and splitting what is too large,
-    /// until every point is written or refused. Capacity goes back to the queue as points
-    /// leave.
+    /// Delivers a request, retrying what can be retried (for at most `max_retry_time`) and
+    /// splitting what is too large, until every point is written, refused or given up on.
+    /// Capacity goes back as each part's permit is dropped.
     async fn deliver(&self, req: Request) {
+        let started = Instant::now();
         let mut work = vec![req];
         while let Some(req) = work.pop() {
             let mut attempt = 0u32;
@@ -439,26 +712,26 @@ impl Ctx {
                 match self.attempt(&req).await {
                     Attempt::Delivered => {
                         self.sent.inc_by(req.points as u64);
-                        self.queue.release(req.points);
                         break;
                     }
                     Attempt::Rejected { reason, dropped } => {
                         let dropped = dropped.min(req.points);
                         self.sent.inc_by((req.points - dropped) as u64);
-                        self.metrics
-                            .dropped
-                            .with_label_values(&[&self.cfg.name, reason])
-                            .inc_by(dropped as u64);
-                        self.queue.release(req.points);
+                        if dropped > 0 {
+                            self.metrics
+                                .dropped
+                                .with_label_values(&[&self.cfg.name, reason])
+                                .inc_by(dropped as u64);
+                        }
                         break;
                     }
                     Attempt::TooLarge => {
                         if req.points <= 1 {
-                            self.metrics
-                                .dropped
-                                .with_label_values(&[&self.cfg.name, "too_large"])
-                                .inc_by(req.points as u64);
-                            self.queue.release(req.points);
+                            self.drop_points(
+                                req.points,
+                                "too_large",
+                                "the upstream refuses even a single point as too large",
+                            );
                         } else {
                             let (a, b) = split(req);
                             work.push(b);
@@ -467,7 +740,25 @@ impl Ctx {
                         break;
                     }
                     Attempt::Retry { reason, after } => {
-                        let delay = after.unwrap_or_else(|| self.backoff(attempt));
+                        let delay = after
+                            .unwrap_or_else(|| self.backoff(attempt))
+                            .min(self.cfg.retry_max);
+                        if started.elapsed() + delay > self.cfg.max_retry_time {
+                            warn_limited!(
+                                self.log_limit,
+                                output = %self.cfg.name,
+                                destination = %req.dest,
+                                points = req.points,
+                                "giving up after retrying for {:?} ({reason})",
+                                started.elapsed()
+                            );
+                            let points = req.points + work.iter().map(|r| r.points).sum::<usize>();
+                            self.metrics
+                                .dropped
+                                .with_label_values(&[&self.cfg.name, "retry_budget"])
+                                .inc_by(points as u64);
+                            return;
+                        }
                         warn_limited!(
                             self.log_limit,
                             output = %self.cfg.name,
@@ -564,16 +855,31 @@ impl Ctx {
                     self.log_limit,
                     output = %self.cfg.name,
                     points = req.points,
-                    "upstream answered 413 ({message}); splitting the batch"
+                    "upstream answered 413 ({}); splitting the batch", brief(&message)
                 );
                 Attempt::TooLarge
             }
             StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => Attempt::Retry {
-                reason: format!("HTTP {code}: {message}"),
+                reason: format!("HTTP {code}: {}", brief(&message)),
                 after: retry_after,
             },
+            // InfluxDB 1.x answers 500 for a retention policy (and some builds for a
+            // database) that does not exist: no retry can make it appear.
+            s if s.is_server_error() && is_missing_destination(&message) => {
+                warn_limited!(
+                    self.log_limit,
+                    output = %self.cfg.name,
+                    destination = %req.dest,
+                    points = req.points,
+                    "upstream refused the write, not retrying: HTTP {code}: {}", brief(&message)
+                );
+                Attempt::Rejected {
+                    reason: "not_found",
+                    dropped: req.points,
+                }
+            }
             s if s.is_server_error() => Attempt::Retry {
-                reason: format!("HTTP {code}: {message}"),
+                reason: format!("HTTP {code}: {}", brief(&message)),
                 after: retry_after,
             },
             _ => {
@@ -593,7 +899,7 @@ impl Ctx {
                     output = %self.cfg.name,
                     destination = %req.dest,
                     points = dropped,
-                    "upstream refused the write, not retrying: HTTP {code}: {message}"
+                    "upstream refused the write, not retrying: HTTP {code}: {}", brief(&message)
                 );
                 Attempt::Rejected { reason, dropped }
             }
@@ -613,16 +919,20 @@ fn split(req: Request) -> (Request, Request) {
     let second = req.body[at..].to_vec();
     let mut first = req.body;
     first.truncate(at);
+    let mut permit = req.permit;
+    let first_permit = permit.split(half, at);
     (
         Request {
             dest: req.dest.clone(),
             body: first,
             points: half,
+            permit: first_permit,
         },
         Request {
             dest: req.dest,
             body: second,
             points: req.points - half,
+            permit,
         },
     )
 }
@@ -637,23 +947,45 @@ fn gzip(body: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to a Vec cannot fail")
 }
 
+/// Most of an upstream's error body that is read: enough for every message InfluxDB writes
+/// (a partial write lists each refused line), bounded against a misbehaving upstream.
+const MAX_ERROR_BODY: usize = 1 << 20;
+
 /// The upstream's error text: InfluxDB's `{"error": ...}` (v1) or `{"message": ...}` (v2),
-/// else the raw body, cut to a log-friendly length.
-async fn upstream_message(resp: reqwest::Response) -> String {
-    let text = resp.text().await.unwrap_or_default();
-    let msg = serde_json::from_str::<serde_json::Value>(&text)
+/// else the raw body; read up to [`MAX_ERROR_BODY`].
+async fn upstream_message(mut resp: reqwest::Response) -> String {
+    let mut raw = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ERROR_BODY - raw.len();
+        raw.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if raw.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| {
             v.get("error")
                 .or_else(|| v.get("message"))
                 .and_then(|m| m.as_str().map(str::to_owned))
         })
-        .unwrap_or(text);
-    let msg = msg.trim();
-    match msg.char_indices().nth(512) {
-        Some((i, _)) => format!("{}…", &msg[..i]),
-        None => msg.to_string(),
+        .unwrap_or_else(|| text.into_owned())
+        .trim()
+        .to_owned()
+}
+
+/// An upstream message cut to a log-friendly length.
+fn brief(message: &str) -> std::borrow::Cow<'_, str> {
+    match message.char_indices().nth(512) {
+        Some((i, _)) => format!("{}…", &message[..i]).into(),
+        None => message.into(),
     }
+}
+
+/// InfluxDB's words for a destination that does not exist.
+fn is_missing_destination(message: &str) -> bool {
+    message.contains("retention policy not found") || message.contains("database not found")
 }
 
 /// How many points InfluxDB 1.x's `partial write: ... dropped=N` lost; the others were
@@ -736,6 +1068,7 @@ mod tests {
             dest: Destination::new("d", ""),
             body: b"a v=1 1\nb v=2 2\nc v=3 3\n".to_vec(),
             points: 3,
+            permit: Permit::default(),
         };
         let (a, b) = split(req);
         assert_eq!((a.points, a.body.as_slice()), (1, &b"a v=1 1\n"[..]));
