@@ -467,14 +467,15 @@ impl Gateway {
                         ));
                     }
                     "pickle" => {
-                        let max_frame = l.pickle.max_frame_bytes;
+                        let (max_frame, max_line) =
+                            (l.pickle.max_frame_bytes, l.pickle.max_line_bytes);
                         tracker.spawn(listener::serve_tcp(
                             tcp.clone(),
                             ctx,
                             l.pickle.max_connections,
                             move |s, peer, ctx| {
                                 t.track_future(listener::pickle::connection(
-                                    s, peer, ctx, max_frame,
+                                    s, peer, ctx, max_frame, max_line,
                                 ))
                             },
                         ));

@@ -137,6 +137,9 @@ pub struct PickleListener {
     /// Largest frame; a longer declared length closes the connection before anything of that
     /// size is allocated (carbon's PICKLE_RECEIVER_MAX_LENGTH).
     pub max_frame_bytes: usize,
+    /// Longest path of one item; a longer one is refused (`line_too_long`), as a plaintext
+    /// line that long would be.
+    pub max_line_bytes: usize,
     pub max_connections: usize,
 }
 
@@ -145,6 +148,7 @@ impl Default for PickleListener {
         Self {
             tcp: None,
             max_frame_bytes: 1 << 20,
+            max_line_bytes: 16384,
             max_connections: 10000,
         }
     }
@@ -243,6 +247,8 @@ pub struct GraphiteOutputConfig {
     pub batch_size: usize,
     /// Points accepted for ONE destination and not yet written to it.
     pub queue_points: usize,
+    /// The same bound in bytes of plaintext, per destination.
+    pub queue_bytes: usize,
     pub overflow: Overflow,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -309,6 +315,7 @@ impl Default for GraphiteOutputConfig {
             destinations: Vec::new(),
             batch_size: 500,
             queue_points: 1_000_000,
+            queue_bytes: 64 << 20,
             overflow: Overflow::Block,
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
@@ -374,6 +381,9 @@ pub struct InfluxOutputConfig {
     pub max_in_flight: usize,
     /// Points accepted but not yet delivered (queued, batching, in flight or being retried).
     pub queue_points: usize,
+    /// The same bound in bytes of line protocol, so long names and wide points cannot make
+    /// `queue_points` mean gigabytes. One destination may hold half of it.
+    pub queue_bytes: usize,
     pub overflow: Overflow,
     /// One request's deadline.
     #[serde(with = "humantime_serde")]
@@ -391,6 +401,12 @@ pub struct InfluxOutputConfig {
     /// Points one destination (db/rp or bucket) may hold of `queue_points`; 0 means half.
     /// A destination that keeps failing fills only its share, so the others keep flowing.
     pub partition_queue_points: usize,
+    /// With `overflow = "block"`: how long senders wait for room in a full destination
+    /// before what goes to it is shed and counted (`destination_stalled`). 0 (the default)
+    /// waits as long as it takes: the sender is pushed back, and `max_retry_time` bounds how
+    /// long a destination can stay full.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
 }
 
 impl InfluxOutputConfig {
@@ -423,12 +439,14 @@ impl Default for InfluxOutputConfig {
             gzip: true,
             max_in_flight: 4,
             queue_points: 1_000_000,
+            queue_bytes: 128 << 20,
             overflow: Overflow::Block,
             timeout: Duration::from_secs(10),
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(30),
             max_retry_time: Duration::from_secs(3600),
             partition_queue_points: 0,
+            stall_timeout: Duration::ZERO,
         }
     }
 }
@@ -538,6 +556,12 @@ impl Config {
                     "batch_size, max_in_flight and queue_points must be at least 1",
                 ));
             }
+            if out.queue_bytes < 1 << 16 {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "queue_bytes must be at least 65536",
+                ));
+            }
             if out.queue_points < out.batch_size {
                 return Err(ConfigError::invalid(
                     &section,
@@ -587,6 +611,12 @@ impl Config {
                 return Err(ConfigError::invalid(
                     &section,
                     "batch_size and queue_points must be at least 1",
+                ));
+            }
+            if out.queue_bytes < 1 << 16 {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "queue_bytes must be at least 65536",
                 ));
             }
             let destinations = out

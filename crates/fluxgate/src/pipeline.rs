@@ -146,6 +146,12 @@ impl Batch {
         self.points == 0
     }
 
+    /// Bytes held for the outputs: a caller whose input can expand (a pickle that repeats a
+    /// memoized path) hands the batch on before this grows large.
+    pub fn bytes(&self) -> usize {
+        self.bufs.iter().map(|(b, _)| b.len()).sum()
+    }
+
     fn prepare(&mut self, pipeline: &Pipeline) {
         if self.bufs.len() != pipeline.outputs.len() {
             self.bufs

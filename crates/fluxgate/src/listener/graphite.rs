@@ -36,6 +36,10 @@ pub(crate) enum Read {
     Stopped,
 }
 
+/// A batch this large is handed on in the middle of a read: a pickle frame can name one
+/// memoized path many times, so what a read turns into is not bounded by the read's size.
+const FLUSH_BYTES: usize = 1 << 20;
+
 /// At a stop, how much a connection still reads of what its socket holds.
 const STOP_DRAIN_BYTES: usize = 4 << 20;
 
@@ -165,6 +169,11 @@ impl GraphiteBatch {
     /// Points translated and not yet flushed.
     pub(crate) fn len(&self) -> usize {
         self.batch.len()
+    }
+
+    /// True when the batch holds enough to be handed on before the read is finished.
+    pub(crate) fn is_full(&self) -> bool {
+        self.batch.bytes() >= FLUSH_BYTES
     }
 
     /// Hands what was translated so far to the pipeline (awaiting room: backpressure).

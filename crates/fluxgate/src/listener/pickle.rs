@@ -17,11 +17,15 @@ use super::{
     ListenerCtx,
 };
 
+/// One connection. A path longer than `max_line_bytes` is refused like a plaintext line
+/// that long; a frame whose points expand past a batch's size is handed on in parts, so
+/// memory follows the queues' byte budgets, not what the pickle multiplies.
 pub async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     max_frame_bytes: usize,
+    max_line_bytes: usize,
 ) {
     let splitter = FrameSplitter::new(max_frame_bytes);
     let mut decoder = Decoder::new();
@@ -49,8 +53,21 @@ pub async fn connection(
                         batch.reject("bad_item", skipped);
                     }
                     for p in &decoded.points {
+                        if p.path.len() > max_line_bytes {
+                            batch.reject(
+                                "line_too_long",
+                                &format_args!(
+                                    "path of {} bytes (max_line_bytes is {max_line_bytes})",
+                                    p.path.len()
+                                ),
+                            );
+                            continue;
+                        }
                         let ts = graphite_timestamp(p.timestamp);
                         batch.add(&pipeline, &mut translator, &p.path, p.value, ts);
+                        if batch.is_full() {
+                            batch.flush(&pipeline).await;
+                        }
                     }
                 }
                 Err(e) => {

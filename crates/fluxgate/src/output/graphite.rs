@@ -123,7 +123,7 @@ impl GraphiteOutput {
                 let label = destination.to_string();
                 Arc::new(DestCtx {
                     output: cfg.name.clone(),
-                    budget: total.child(cfg.queue_points, usize::MAX),
+                    budget: total.child(cfg.queue_points, cfg.queue_bytes),
                     queue: EntryQueue::default(),
                     full_since: Mutex::new(None),
                     up: AtomicBool::new(false),

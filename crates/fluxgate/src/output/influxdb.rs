@@ -118,7 +118,7 @@ struct Ctx {
     /// Everything the output holds.
     total: Budget,
     /// Each destination's share of `total`.
-    partitions: Mutex<HashMap<Destination, Budget>>,
+    partitions: Mutex<HashMap<Destination, Share>>,
     inbox: EntryQueue<Entry>,
     /// Set by [`Output::hand_over`]: where the worker sends what it has not sent yet.
     successor: Mutex<Option<Arc<dyn Output>>>,
@@ -128,6 +128,13 @@ struct Ctx {
     duration: Histogram,
     metrics: Metrics,
     log_limit: RateLimit,
+}
+
+/// One destination's part of the output's budget, and since when offers have found it full.
+#[derive(Debug)]
+struct Share {
+    budget: Budget,
+    full_since: Option<Instant>,
 }
 
 /// Handle to a running InfluxDB output.
@@ -170,7 +177,7 @@ impl InfluxOutput {
         let ctx = Ctx {
             total: Budget::new(
                 cfg.queue_points,
-                usize::MAX,
+                cfg.queue_bytes,
                 Some(metrics.queue_points.with_label_values(&[name])),
             ),
             partitions: Mutex::new(HashMap::new()),
@@ -215,20 +222,26 @@ impl InfluxOutput {
     /// The share of the output's budget for `dest`, made on first use.
     fn partition<'a>(
         &self,
-        parts: &'a mut HashMap<Destination, Budget>,
+        parts: &'a mut HashMap<Destination, Share>,
         dest: &Destination,
-    ) -> &'a Budget {
+    ) -> &'a mut Share {
         if !parts.contains_key(dest) {
             if parts.len() >= IDLE_PARTITIONS {
-                parts.retain(|_, b| !b.is_idle());
+                parts.retain(|_, s| !s.budget.is_idle());
             }
-            let share = self
-                .ctx
-                .total
-                .child(self.ctx.cfg.partition_points(), usize::MAX);
-            parts.insert(dest.clone(), share);
+            let budget = self.ctx.total.child(
+                self.ctx.cfg.partition_points(),
+                self.ctx.cfg.queue_bytes / 2,
+            );
+            parts.insert(
+                dest.clone(),
+                Share {
+                    budget,
+                    full_since: None,
+                },
+            );
         }
-        &parts[dest]
+        parts.get_mut(dest).expect("inserted")
     }
 }
 
@@ -250,16 +263,26 @@ impl Output for InfluxOutput {
         let dest = self.destination(&chunk.target);
         let bytes = chunk.body.len();
         // Acquired under the map's lock, so an idle share is never forgotten while taken.
+        let mut stalled = false;
         let acquired = {
             let mut parts = lock(&self.ctx.partitions);
             let share = self.partition(&mut parts, &dest);
-            match share.try_acquire(chunk.points, bytes) {
+            match share.budget.try_acquire(chunk.points, bytes) {
                 Acquire::Full if self.ctx.cfg.overflow == Overflow::DropOldest => {
                     // Taken over the limit; the worker makes room by dropping the
                     // partition's oldest batched points.
-                    Acquire::Granted(share.force(chunk.points, bytes))
+                    Acquire::Granted(share.budget.force(chunk.points, bytes))
                 }
-                other => other,
+                Acquire::Full => {
+                    let since = *share.full_since.get_or_insert_with(Instant::now);
+                    let stall = self.ctx.cfg.stall_timeout;
+                    stalled = !stall.is_zero() && since.elapsed() >= stall;
+                    Acquire::Full
+                }
+                other => {
+                    share.full_since = None;
+                    other
+                }
             }
         };
         match acquired {
@@ -276,6 +299,11 @@ impl Output for InfluxOutput {
                     points: chunk.points,
                     reason: "queue_full",
                     why: "the queue is full",
+                }),
+                _ if stalled => into.shed.push(Shed {
+                    points: chunk.points,
+                    reason: "destination_stalled",
+                    why: "the destination's share of the queue stayed full for stall_timeout",
                 }),
                 _ => into.rest.push(chunk),
             },
@@ -308,10 +336,18 @@ impl Output for InfluxOutput {
         self.ctx.total.waiter()
     }
 
-    fn stall_deadline(&self, _rest: &[Chunk]) -> Option<tokio::time::Instant> {
-        // A full partition holds back only its own writers; the retry budget bounds how
-        // long it stays full.
-        None
+    fn stall_deadline(&self, rest: &[Chunk]) -> Option<tokio::time::Instant> {
+        // Without a stall budget a full partition holds back only its own writers, for as
+        // long as the retry budget keeps it full.
+        let stall = self.ctx.cfg.stall_timeout;
+        if stall.is_zero() {
+            return None;
+        }
+        let parts = lock(&self.ctx.partitions);
+        rest.iter()
+            .filter_map(|c| parts.get(&self.destination(&c.target))?.full_since)
+            .map(|since| tokio::time::Instant::from_std(since + stall))
+            .min()
     }
 
     fn adopt(&self, chunks: Vec<Chunk>) {
@@ -320,6 +356,7 @@ impl Output for InfluxOutput {
             let permit = {
                 let mut parts = lock(&self.ctx.partitions);
                 self.partition(&mut parts, &dest)
+                    .budget
                     .force(chunk.points, chunk.body.len())
             };
             let entry = Entry {
@@ -560,7 +597,9 @@ fn distribute(mut entry: Entry, p: &mut Partition, added: &mut [(usize, usize)],
 /// `drop_oldest`: while the entry's partition (or the whole output) is over its limit, drops
 /// the partition's oldest batched points that are not in flight.
 fn evict_oldest(ctx: &Ctx, parts: &mut HashMap<Destination, Partition>, entry: &Entry) {
-    let share = lock(&ctx.partitions).get(&entry.dest).cloned();
+    let share = lock(&ctx.partitions)
+        .get(&entry.dest)
+        .map(|s| s.budget.clone());
     let Some(share) = share else { return };
     let over = || {
         share.points() > share.max_points().max(entry.points)
