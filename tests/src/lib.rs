@@ -41,6 +41,7 @@ pub mod c_relay;
 pub mod carbon;
 pub mod gateway;
 pub mod http;
+pub mod influx_v2;
 pub mod influxdb;
 pub mod net;
 pub mod pickle;
@@ -60,6 +61,7 @@ pub use gateway::{
     fluxgate_bin, fluxgate_command, prometheus_value, run_fluxgate, Gateway, GatewayBuilder,
 };
 pub use http::{form_urlencode, gzip, http_get, http_post, http_request, HttpResponse};
+pub use influx_v2::{InfluxV2Mock, Received, Reply};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
 pub use net::{
     free_port, free_udp_port, loopback, send_lines, send_tcp, send_udp, tcp_is_listening,
