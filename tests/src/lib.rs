@@ -47,6 +47,7 @@ pub mod net;
 pub mod pickle;
 mod process;
 pub mod python;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,7 @@ pub use net::{
 pub use pickle::{decode_pickle_body, decode_pickle_frames, pickle_frame, PickledPoint};
 pub use process::{require_binary, tail_file};
 pub use python::{run_python, system_python, Python};
+pub use wait::{eventually, metric, wait_metric};
 
 /// The workspace root (the directory of the root Cargo.toml), where `.venv` and `target` live.
 pub fn workspace_root() -> PathBuf {

@@ -18,13 +18,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fluxgate_e2e::{
-    free_port, gzip, http_request, loopback, pickle_frame, send_lines, send_tcp, Gateway,
-    HttpResponse, InfluxDb, InfluxV2Mock, Point, Python, Received, Reply,
+    eventually, free_port, gzip, http_request, loopback, metric, pickle_frame, send_lines,
+    send_tcp, wait_metric, Gateway, HttpResponse, InfluxDb, InfluxV2Mock, Point, Python, Received,
+    Reply,
 };
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(50);
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Graphite timestamps start here (seconds); point `i` of a stream is at `BASE + i`.
@@ -32,41 +32,6 @@ const BASE: i64 = 1_700_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/// Polls `probe` until it returns `Ok`; panics with its last `Err` after `timeout`.
-fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe() {
-            Ok(value) => return value,
-            Err(why) if Instant::now() >= deadline => {
-                panic!("still not the case after {timeout:?}: {why}")
-            }
-            Err(_) => thread::sleep(POLL),
-        }
-    }
-}
-
-/// A metric's value, 0 when the gateway has no such sample (a counter never incremented).
-fn metric(gateway: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
-    gateway.metric(name, labels).unwrap_or(0.0)
-}
-
-/// Polls `/metrics` until `name{labels}` equals `expected`.
-fn wait_metric(gateway: &Gateway, name: &str, labels: &[(&str, &str)], expected: f64) {
-    eventually(WAIT, || {
-        let value = metric(gateway, name, labels);
-        if value == expected {
-            Ok(())
-        } else {
-            Err(format!(
-                "{name}{labels:?} is {value}, expected {expected}\n{}\n{}",
-                gateway.metrics(),
-                gateway.log_tail(20)
-            ))
-        }
-    });
-}
 
 /// `SELECT count(value)` of one measurement; 0 when it (or the database) does not exist.
 fn count(influx: &InfluxDb, db: &str, measurement: &str) -> u64 {
