@@ -20,6 +20,32 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Spawning whisper-fetch costs a Python start-up, so it is not polled as fast as a socket.
 const FETCH_POLL: Duration = Duration::from_millis(100);
 
+/// Every stored datapoint of every whisper file: dotted metric key → `(timestamp, value)`.
+pub type Stored = std::collections::BTreeMap<String, Vec<(i64, f64)>>;
+
+/// Reads every whisper file under `argv[1]` and prints `{key: [[timestamp, "<f64 bits>"]]}`
+/// for the slots that hold a value. The value travels as its 8 IEEE bytes in hex so that no
+/// decimal round trip can hide or invent a difference. A file carbon is still creating is
+/// left out (it shows up on the next look).
+const READ_WHISPER: &str = r#"
+import json, os, struct, sys, whisper
+base = sys.argv[1]
+stored = {}
+for root, _, files in os.walk(base):
+    for name in files:
+        if not name.endswith('.wsp'):
+            continue
+        path = os.path.join(root, name)
+        key = os.path.relpath(path, base)[:-len('.wsp')].replace(os.sep, '.')
+        try:
+            (start, _, step), values = whisper.fetch(path, 0)
+        except Exception:
+            continue
+        stored[key] = [[start + i * step, struct.pack('>d', v).hex()]
+                       for i, v in enumerate(values) if v is not None]
+json.dump(stored, sys.stdout)
+"#;
+
 /// Seconds since the epoch, the clock carbon and whisper judge timestamps by.
 pub fn unix_now() -> i64 {
     let now = SystemTime::now()
@@ -311,6 +337,39 @@ impl CarbonCache {
             return Vec::new();
         }
         whisper_fetch(&path, from, until)
+    }
+
+    /// Every datapoint in every whisper file so far, read by one Python process: dotted
+    /// metric key (a tagged series under its hashed `_tagged` file) → `(timestamp, value)`
+    /// for the slots that hold a value, values bit for bit.
+    ///
+    /// # Panics
+    /// When the whisper reader fails.
+    pub fn stored(&self) -> Stored {
+        let whisper_dir = self.whisper_dir();
+        let stdout = system_python().run_ok(
+            READ_WHISPER,
+            &[&whisper_dir.to_string_lossy()],
+            Duration::from_secs(60),
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&stdout).expect("the whisper reader prints JSON");
+        let mut stored = Stored::new();
+        for (key, points) in json.as_object().expect("an object") {
+            let points = points
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|point| {
+                    let timestamp = point[0].as_i64().expect("an integer timestamp");
+                    let bits = u64::from_str_radix(point[1].as_str().expect("hex"), 16)
+                        .expect("16 hex digits");
+                    (timestamp, f64::from_bits(bits))
+                })
+                .collect();
+            stored.insert(key.clone(), points);
+        }
+        stored
     }
 
     /// The non-empty values of `metric` over the last hour.

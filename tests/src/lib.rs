@@ -41,11 +41,13 @@ pub mod c_relay;
 pub mod carbon;
 pub mod gateway;
 pub mod http;
+pub mod influx_v2;
 pub mod influxdb;
 pub mod net;
 pub mod pickle;
 mod process;
 pub mod python;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 
@@ -54,12 +56,13 @@ pub use c_relay::{
     CarbonCRelay, CarbonCRelayBuilder,
 };
 pub use carbon::{
-    unix_now, CarbonCache, CarbonCacheBuilder, CarbonRelay, CarbonRelayBuilder, RelayMethod,
+    unix_now, CarbonCache, CarbonCacheBuilder, CarbonRelay, CarbonRelayBuilder, RelayMethod, Stored,
 };
 pub use gateway::{
     fluxgate_bin, fluxgate_command, prometheus_value, run_fluxgate, Gateway, GatewayBuilder,
 };
 pub use http::{form_urlencode, gzip, http_get, http_post, http_request, HttpResponse};
+pub use influx_v2::{InfluxV2Mock, Received, Reply};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
 pub use net::{
     free_port, free_udp_port, loopback, send_lines, send_tcp, send_udp, tcp_is_listening,
@@ -68,6 +71,7 @@ pub use net::{
 pub use pickle::{decode_pickle_body, decode_pickle_frames, pickle_frame, PickledPoint};
 pub use process::{require_binary, tail_file};
 pub use python::{run_python, system_python, Python};
+pub use wait::{eventually, metric, wait_metric};
 
 /// The workspace root (the directory of the root Cargo.toml), where `.venv` and `target` live.
 pub fn workspace_root() -> PathBuf {

@@ -14,7 +14,7 @@
 //! Whisper files are read with Debian's `whisper` module in one Python process per look, and
 //! values are compared bit for bit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
@@ -22,18 +22,15 @@ use std::time::{Duration, Instant};
 
 use fluxgate_e2e::{
     free_port, http_post, loopback, pickle_frame, send_lines, send_tcp, system_python, unix_now,
-    CarbonCache, CarbonRelay, Gateway, RelayMethod,
+    CarbonCache, CarbonRelay, Gateway, RelayMethod, Stored,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// How long whisper may take to show what was sent (carbon writes asynchronously, and a
 /// loaded 2-core machine is slow to start Python).
 const WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(200);
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Every stored datapoint of every whisper file: dotted metric key → `(timestamp, value)`.
-type Stored = BTreeMap<String, Vec<(i64, f64)>>;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -102,57 +99,7 @@ fn start_caches(n: usize) -> Vec<CarbonCache> {
     })
 }
 
-/// Reads every whisper file under `argv[1]` and prints `{key: [[timestamp, "<f64 bits>"]]}`
-/// for the slots that hold a value. The value travels as its 8 IEEE bytes in hex so that no
-/// decimal round trip can hide or invent a difference. A file carbon is still creating is
-/// left out (it shows up on the next look).
-const READ_WHISPER: &str = r#"
-import json, os, struct, sys, whisper
-base = sys.argv[1]
-stored = {}
-for root, _, files in os.walk(base):
-    for name in files:
-        if not name.endswith('.wsp'):
-            continue
-        path = os.path.join(root, name)
-        key = os.path.relpath(path, base)[:-len('.wsp')].replace(os.sep, '.')
-        try:
-            (start, _, step), values = whisper.fetch(path, 0)
-        except Exception:
-            continue
-        stored[key] = [[start + i * step, struct.pack('>d', v).hex()]
-                       for i, v in enumerate(values) if v is not None]
-json.dump(stored, sys.stdout)
-"#;
-
-/// Everything `cache` has written to whisper so far.
-fn stored(cache: &CarbonCache) -> Stored {
-    let whisper_dir = cache.whisper_dir();
-    let stdout = system_python().run_ok(
-        READ_WHISPER,
-        &[&whisper_dir.to_string_lossy()],
-        PYTHON_TIMEOUT,
-    );
-    let json: Value = serde_json::from_str(&stdout).expect("the whisper reader prints JSON");
-    let mut stored = Stored::new();
-    for (key, points) in json.as_object().expect("an object") {
-        let points = points
-            .as_array()
-            .expect("a list")
-            .iter()
-            .map(|point| {
-                let timestamp = point[0].as_i64().expect("an integer timestamp");
-                let bits = u64::from_str_radix(point[1].as_str().expect("hex"), 16)
-                    .expect("16 hex digits");
-                (timestamp, f64::from_bits(bits))
-            })
-            .collect();
-        stored.insert(key.clone(), points);
-    }
-    stored
-}
-
-/// The key [`stored`] lists `metric` under: its whisper file relative to the whisper
+/// The key [`CarbonCache::stored`] lists `metric` under: its whisper file relative to the whisper
 /// directory, dotted (a tagged series is under carbon's hashed `_tagged` file).
 fn whisper_key(cache: &CarbonCache, metric: &str) -> String {
     let path = cache.whisper_path(metric);
@@ -208,7 +155,7 @@ fn describe_difference(expected: &Stored, stored: &Stored) -> String {
 fn wait_stored(cache: &CarbonCache, expected: &Stored, gateway: &Gateway, what: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let stored = stored(cache);
+        let stored = cache.stored();
         if &stored == expected {
             return;
         }

@@ -1,0 +1,443 @@
+//! An InfluxDB 2.x write API stand-in: an HTTP/1.1 server on a free loopback port whose
+//! answers come from a script, recording every request it received.
+//!
+//! InfluxDB 2.x does not run here, so its write API is played by this server answering as
+//! PROTOCOLS.md §5 says the real one does (`{"code","message"}` JSON, Retry-After). The same
+//! server, never answering or holding its answer, plays a stalled upstream. It speaks plain
+//! HTTP/1.1 with keep-alive, so it serves `api = "v1"` outputs just as well.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// How long [`InfluxV2Mock::wait_for`] waits.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One request as the stand-in received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When the request was complete.
+    pub at: Instant,
+    /// `POST`, ...
+    pub method: String,
+    /// Path and query string, as sent.
+    pub target: String,
+    /// Header names and values as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, gunzipped when it came with `Content-Encoding: gzip`.
+    pub body: Vec<u8>,
+    /// The status the stand-in answered (`None`: it never answered).
+    pub answered: Option<u16>,
+}
+
+impl Received {
+    /// The first value of header `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The path without the query string.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// The query string's parameters, decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        let query = self.target.split_once('?').map_or("", |(_, q)| q);
+        query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (url_decode(key), url_decode(value))
+            })
+            .collect()
+    }
+
+    /// The body as text (lossy UTF-8).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body's lines (line protocol: one point each).
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
+    }
+}
+
+fn url_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What the stand-in does with a request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Answers with this status, headers and body.
+    Answer {
+        /// The status code.
+        status: u16,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+        /// The body.
+        body: String,
+    },
+    /// Reads the request and never answers (the connection stays open).
+    Stall,
+    /// Holds the request until the flag is set, then answers 204.
+    Hold(Arc<AtomicBool>),
+}
+
+impl Reply {
+    /// 204, the answer to an accepted write.
+    pub fn no_content() -> Reply {
+        Reply::Answer {
+            status: 204,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    /// An InfluxDB 2.x error: `{"code": ..., "message": ...}`.
+    pub fn error(status: u16, code: &str, message: &str) -> Reply {
+        Reply::Answer {
+            status,
+            headers: vec![(
+                "Content-Type".to_owned(),
+                "application/json; charset=utf-8".to_owned(),
+            )],
+            body: json!({ "code": code, "message": message }).to_string(),
+        }
+    }
+
+    /// Adds a header to an [`Reply::Answer`].
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        if let Reply::Answer { headers, .. } = &mut self {
+            headers.push((name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+}
+
+/// The script: `(request index, request) -> Reply`.
+type Script = Box<dyn FnMut(usize, &Received) -> Reply + Send>;
+
+struct MockState {
+    received: Vec<Received>,
+    script: Script,
+}
+
+/// An HTTP/1.1 server on a free loopback port whose answers come from a script
+/// (`(request index, request) -> Reply`), recording every request.
+pub struct InfluxV2Mock {
+    addr: SocketAddr,
+    state: Arc<Mutex<MockState>>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for InfluxV2Mock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfluxV2Mock")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl InfluxV2Mock {
+    /// Listens on a free loopback port and answers every request as `script` says.
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub fn start(script: impl FnMut(usize, &Received) -> Reply + Send + 'static) -> InfluxV2Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the stand-in");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("address");
+        let state = Arc::new(Mutex::new(MockState {
+            received: Vec::new(),
+            script: Box::new(script),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut connections = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+                            connections.push(thread::spawn(move || serve(stream, &state, &stop)));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+                for connection in connections {
+                    let _ = connection.join();
+                }
+            })
+        };
+        InfluxV2Mock {
+            addr,
+            state,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`, for an output's `url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.state).received.clone()
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits (up to 20 s) until at least `n` requests arrived and returns all of them.
+    ///
+    /// # Panics
+    /// When fewer arrived in time, listing what did.
+    pub fn wait_for(&self, n: usize) -> Vec<Received> {
+        self.wait_for_within(n, WAIT)
+    }
+
+    /// Waits until at least `n` requests arrived and returns all of them.
+    ///
+    /// # Panics
+    /// After `timeout`, listing what arrived.
+    pub fn wait_for_within(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received.len() >= n {
+                return received;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stand-in received {} of {n} request(s) after {timeout:?}: {received:#?}",
+                received.len()
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for InfluxV2Mock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, state: &Mutex<MockState>, stop: &AtomicBool) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buffer = Vec::new();
+    // Keep-alive: several requests per connection, as InfluxDB allows.
+    while let Some(mut request) = read_request(&mut stream, &mut buffer, stop) {
+        let reply = {
+            let mut state = lock(state);
+            let index = state.received.len();
+            let reply = (state.script)(index, &request);
+            match &reply {
+                Reply::Answer { status, .. } => request.answered = Some(*status),
+                Reply::Hold(_) => request.answered = Some(204),
+                Reply::Stall => {}
+            }
+            state.received.push(request);
+            reply
+        };
+        let (status, headers, body) = match reply {
+            Reply::Stall => {
+                while !stop.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
+            Reply::Hold(release) => {
+                while !release.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+                (204, Vec::new(), String::new())
+            }
+            Reply::Answer {
+                status,
+                headers,
+                body,
+            } => (status, headers, body),
+        };
+        let mut response = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+        response.push_str("X-Influxdb-Version: v2.7.10\r\n");
+        for (name, value) in headers {
+            let _ = write!(response, "{name}: {value}\r\n");
+        }
+        if status != 204 {
+            let _ = write!(response, "Content-Length: {}\r\n", body.len());
+        }
+        response.push_str("\r\n");
+        response.push_str(&body);
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        413 => "Request Entity Too Large",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// Reads one complete request (Content-Length or chunked body); `None` at EOF or on stop.
+fn read_request(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    stop: &AtomicBool,
+) -> Option<Received> {
+    let mut chunk = vec![0_u8; 64 * 1024];
+    loop {
+        if let Some(request) = parse_request(buffer) {
+            return Some(request);
+        }
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Takes one complete request off the front of `buffer`, if there is one.
+fn parse_request(buffer: &mut Vec<u8>) -> Option<Received> {
+    let head_end = find(buffer, b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+    };
+    let start = head_end + 4;
+    let (raw, consumed) =
+        if header("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
+            let mut body = Vec::new();
+            let mut at = start;
+            loop {
+                let line_end = at + find(&buffer[at..], b"\r\n")?;
+                let size_text = std::str::from_utf8(&buffer[at..line_end]).ok()?;
+                let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+                at = line_end + 2;
+                if size == 0 {
+                    let end = at + find(&buffer[at..], b"\r\n")? + 2;
+                    break (body, end);
+                }
+                body.extend_from_slice(buffer.get(at..at + size)?);
+                at += size + 2;
+                if at > buffer.len() {
+                    return None;
+                }
+            }
+        } else {
+            let length: usize = header("content-length").map_or(0, |l| l.parse().unwrap_or(0));
+            (buffer.get(start..start + length)?.to_vec(), start + length)
+        };
+    buffer.drain(..consumed);
+    let body = if header("content-encoding").is_some_and(|ce| ce.eq_ignore_ascii_case("gzip")) {
+        let mut plain = Vec::new();
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
+            .read_to_end(&mut plain)
+            .unwrap_or_else(|err| panic!("the gateway sent a bad gzip body: {err}"));
+        plain
+    } else {
+        raw
+    };
+    Some(Received {
+        at: Instant::now(),
+        method,
+        target,
+        headers,
+        body,
+        answered: None,
+    })
+}
