@@ -4,7 +4,9 @@
 //! InfluxDB 2.x does not run here, so its write API is played by this server answering as
 //! PROTOCOLS.md §5 says the real one does (`{"code","message"}` JSON, Retry-After). The same
 //! server, never answering or holding its answer, plays a stalled upstream. It speaks plain
-//! HTTP/1.1 with keep-alive, so it serves `api = "v1"` outputs just as well.
+//! HTTP/1.1 with keep-alive, so it serves `api = "v1"` outputs just as well; for those it
+//! answers `/query` (the `CREATE DATABASE` an output sends at start) as InfluxDB 1.8 does,
+//! without recording it among the writes.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -278,6 +280,17 @@ fn serve(mut stream: TcpStream, state: &Mutex<MockState>, stop: &AtomicBool) {
     let mut buffer = Vec::new();
     // Keep-alive: several requests per connection, as InfluxDB allows.
     while let Some(mut request) = read_request(&mut stream, &mut buffer, stop) {
+        if request.target.starts_with("/query") {
+            let body = r#"{"results":[{"statement_id":0}]}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         let reply = {
             let mut state = lock(state);
             let index = state.received.len();

@@ -835,6 +835,7 @@ username = "admin"
 password = "{password}"
 flush_interval = "100ms"
 max_in_flight = 1
+create_database = false
 {FAST_RETRY}
 "#,
             url = influx.url()
@@ -932,7 +933,8 @@ max_in_flight = 1
             "{output}"
         );
     }
-    // The gateway does not create databases: `nonexistent` still does not exist.
+    // With `create_database = false` the gateway creates nothing: `nonexistent` still does not
+    // exist.
     assert!(!influx.databases().contains(&"nonexistent".to_owned()));
 }
 
@@ -1763,6 +1765,7 @@ tcp = "{plaintext}"
 [listeners.http]
 address = "{http}"
 write_timeout = "{write_timeout}"
+ack = "queued"
 [[outputs.influxdb]]
 name = "stall"
 url = "{url}"
@@ -2058,6 +2061,7 @@ shutdown_timeout = "10s"
 tcp = "{plaintext}"
 [listeners.http]
 address = "{http}"
+ack = "queued"
 [[outputs.influxdb]]
 name = "influx"
 url = "{url}"

@@ -383,6 +383,7 @@ shutdown_timeout = "1s"
 tcp = "{plaintext}"
 [listeners.http]
 address = "{http}"
+ack = "queued"
 [[outputs.influxdb]]
 name = "influx"
 url = "{url}"
@@ -475,6 +476,7 @@ shutdown_timeout = "1s"
 tcp = "{plaintext}"
 [listeners.http]
 address = "{http}"
+ack = "queued"
 [[outputs.influxdb]]
 name = "cloud"
 url = "{url}"
@@ -1296,6 +1298,7 @@ fn refused_http_write_takes_nothing_from_any_output() {
 shutdown_timeout = "1s"
 [listeners.http]
 address = "{http}"
+ack = "queued"
 write_timeout = "500ms"
 [[outputs.influxdb]]
 name = "held"

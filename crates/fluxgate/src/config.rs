@@ -161,9 +161,17 @@ pub struct HttpListener {
     pub address: Option<String>,
     /// Largest request body after gzip decompression (InfluxDB's default is 25 MB).
     pub max_body_bytes: usize,
-    /// How long a write waits for queue space before answering 503 with Retry-After.
+    /// How long a write waits for queue space (and, with `ack = "delivered"`, for the
+    /// upstream's answer) before answering 503 with Retry-After.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// When a write is answered: `delivered` (the upstream's own answer, sent at once),
+    /// `durable` (on disk and fsynced) or `queued` (in memory).
+    pub ack: AckMode,
+    /// With a buffered `ack`, how long a `/query` naming a database waits for the writes
+    /// acknowledged before it to be delivered (read-your-writes); 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub query_wait: Duration,
     pub max_connections: usize,
 }
 
@@ -173,9 +181,25 @@ impl Default for HttpListener {
             address: Some("127.0.0.1:8086".into()),
             max_body_bytes: 26_214_400,
             write_timeout: Duration::from_secs(10),
+            ack: AckMode::Delivered,
+            query_wait: Duration::from_secs(5),
             max_connections: 1024,
         }
     }
+}
+
+/// When an HTTP write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// Sent at once to the first InfluxDB output it is routed to; the client gets that
+    /// upstream's answer (204, partial write, database not found, ...). What InfluxDB's own
+    /// clients expect, so it is the default.
+    Delivered,
+    /// 204 once the points are in the outputs' disk buffers and fsynced.
+    Durable,
+    /// 204 once the points are in the outputs' memory queues.
+    Queued,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -401,6 +425,9 @@ pub struct InfluxOutputConfig {
     /// Points one destination (db/rp or bucket) may hold of `queue_points`; 0 means half.
     /// A destination that keeps failing fills only its share, so the others keep flowing.
     pub partition_queue_points: usize,
+    /// Create `database` at start and when a write to it is answered "database not found"
+    /// (v1), as Telegraf does; off when the credentials may not create databases.
+    pub create_database: bool,
     /// With `overflow = "block"`: how long senders wait for room in a full destination
     /// before what goes to it is shed and counted (`destination_stalled`). 0 (the default)
     /// waits as long as it takes: the sender is pushed back, and `max_retry_time` bounds how
@@ -446,6 +473,7 @@ impl Default for InfluxOutputConfig {
             retry_max: Duration::from_secs(30),
             max_retry_time: Duration::from_secs(3600),
             partition_queue_points: 0,
+            create_database: true,
             stall_timeout: Duration::ZERO,
         }
     }
@@ -509,6 +537,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "listeners.pickle",
                 "max_frame_bytes must be at least 16",
+            ));
+        }
+        if self.listeners.http.ack == AckMode::Durable {
+            return Err(ConfigError::invalid(
+                "listeners.http",
+                "ack = \"durable\" needs buffer = \"disk\" on every output",
             ));
         }
         if self.listeners.http.max_body_bytes == 0 {

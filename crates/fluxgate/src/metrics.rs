@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Points no output took by the routes: a `drop` rule matched (`drop_route`) or, with
     /// routes configured, none matched (`no_route`).
     pub unrouted: IntCounterVec,
+    /// Proxied queries that waited for earlier writes (read-your-writes), by outcome:
+    /// `delivered`, or `timed_out` (answered anyway after `query_wait`).
+    pub query_waits: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -109,6 +112,11 @@ impl Metrics {
             "Points sent nowhere by the routes: a drop rule matched, or no rule did.",
             &["listener", "reason"],
         );
+        let query_waits = counter(
+            "fluxgate_query_waits_total",
+            "Proxied queries that waited for the writes acknowledged before them, by outcome.",
+            &["outcome"],
+        );
         let destination_up = gauge(
             "fluxgate_destination_up",
             "1 while a Graphite output is connected to the destination, else 0.",
@@ -141,6 +149,7 @@ impl Metrics {
             connections,
             destination_up,
             unrouted,
+            query_waits,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     listener::ListenerCtx,
     metrics::Metrics,
-    output::{Chunk, Form, Output, Reservation, Target},
+    output::{Answer, Chunk, Form, Output, Reservation, Target},
     route::{NameError, NameScratch, Origin, OutputSet, Router},
     translate::graphite::{TemplateSet, TranslateError, Translator},
 };
@@ -31,7 +31,7 @@ pub struct Pipeline {
 }
 
 /// How a submitted batch fared across outputs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Submitted {
     /// Outputs that took their part.
     pub accepted: usize,
@@ -41,6 +41,9 @@ pub struct Submitted {
     pub closed: usize,
     /// Outputs whose wait for room ran out (HTTP writes only).
     pub timed_out: usize,
+    /// With [`Wait::Delivered`]: what the upstream that answers for the write said (`None`
+    /// when no output can answer; the write was then queued).
+    pub answer: Option<Answer>,
 }
 
 /// How a submit may wait for room.
@@ -53,6 +56,9 @@ pub enum Wait {
     /// Nothing is taken unless every output can take its whole part; wait at most this
     /// long for that (HTTP writes: a refused write left nothing behind to duplicate).
     AllOrNothing(Duration),
+    /// As [`Wait::AllOrNothing`], and the first output that can answer for a write sends it
+    /// at once and answers with its upstream's word, within the same time.
+    Delivered(Duration),
 }
 
 /// Why a point was not taken into a batch; the caller counts it under [`Reject::reason`].
@@ -347,7 +353,8 @@ impl Batch {
         }
         match wait {
             Wait::Partial => submit_partial(ctx, work).await,
-            Wait::AllOrNothing(limit) => submit_all_or_nothing(ctx, work, limit).await,
+            Wait::AllOrNothing(limit) => submit_all_or_nothing(ctx, work, limit, false).await,
+            Wait::Delivered(limit) => submit_all_or_nothing(ctx, work, limit, true).await,
         }
     }
 }
@@ -445,6 +452,7 @@ async fn submit_all_or_nothing(
     ctx: &ListenerCtx,
     mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)>,
     limit: Duration,
+    delivered: bool,
 ) -> Submitted {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -474,18 +482,27 @@ async fn submit_all_or_nothing(
         }
         if reservations.iter().all(Reservation::is_complete) {
             let mut s = Submitted::default();
+            let mut answering = None;
             for ((out, _), r) in work.iter().zip(reservations) {
                 let took = !r.grants.is_empty();
-                let refused = out.commit(r);
-                if !refused.is_empty() {
-                    let points = refused.iter().map(|c| c.points).sum();
-                    out.drop_points(points, "shutdown", "shutting down");
-                }
                 if took {
                     s.accepted += 1;
                 } else {
                     s.dropped += 1;
                 }
+                // The first output that can answer for the write sends it at once.
+                if delivered && took && answering.is_none() && out.answers_writes() {
+                    answering = Some(out.commit_delivered(r, deadline));
+                    continue;
+                }
+                let refused = out.commit(r);
+                if !refused.is_empty() {
+                    let points = refused.iter().map(|c| c.points).sum();
+                    out.drop_points(points, "shutdown", "shutting down");
+                }
+            }
+            if let Some(answer) = answering {
+                s.answer = Some(answer.await);
             }
             return s;
         }

@@ -130,6 +130,21 @@ impl Budget {
         })
     }
 
+    /// What could still be taken now, in points and bytes (this budget and its parents).
+    pub fn room(&self) -> (usize, usize) {
+        let u = lock(&self.inner.usage);
+        let mut room = (
+            self.inner.max_points.saturating_sub(u.points),
+            self.inner.max_bytes.saturating_sub(u.bytes),
+        );
+        drop(u);
+        if let Some(parent) = &self.inner.parent {
+            let (p, b) = parent.room();
+            room = (room.0.min(p), room.1.min(b));
+        }
+        room
+    }
+
     /// Takes capacity whether or not there is room (a handover from a retired output, whose
     /// points were accepted long ago and must not be refused now). Even a closed budget
     /// counts it, so the permit's release stays balanced.

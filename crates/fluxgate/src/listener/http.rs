@@ -21,8 +21,9 @@ use tokio_util::task::TaskTracker;
 
 use super::ListenerCtx;
 use crate::{
-    config::{HttpListener, InfluxApi},
+    config::{AckMode, HttpListener, InfluxApi},
     output::influxdb::{Destination, Target},
+    output::{influxdb::InfluxOutput, Answer, Output},
     pipeline::{Batch, Wait},
     warn_limited,
 };
@@ -350,16 +351,14 @@ async fn write(
     if failed > 0 && (points == 0 || api == InfluxApi::V2) {
         return error(api, StatusCode::BAD_REQUEST, &joined);
     }
+    let mut upstream = None;
     if points > 0 {
         let target = Target::Explicit(dest);
-        let s = batch
-            .submit(
-                &st.ctx,
-                &pipeline,
-                &target,
-                Wait::AllOrNothing(st.cfg.write_timeout),
-            )
-            .await;
+        let wait = match st.cfg.ack {
+            AckMode::Delivered => Wait::Delivered(st.cfg.write_timeout),
+            AckMode::Durable | AckMode::Queued => Wait::AllOrNothing(st.cfg.write_timeout),
+        };
+        let s = batch.submit(&st.ctx, &pipeline, &target, wait).await;
         if s.timed_out > 0 || (s.accepted == 0 && s.dropped + s.closed > 0) {
             st.ctx.reject("queue_full", points as u64);
             return error(
@@ -368,16 +367,50 @@ async fn write(
                 "fluxgate is overloaded: an output queue is full; retry later",
             );
         }
+        if let Some(Answer::Unavailable(why)) = &s.answer {
+            st.ctx.reject("upstream_unavailable", points as u64);
+            return error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the upstream did not take the write: {why}; retry later"),
+            );
+        }
         st.ctx.received.inc_by(points as u64);
+        upstream = s.answer;
     }
-    if failed > 0 {
-        return error(
-            api,
-            StatusCode::BAD_REQUEST,
-            &format!("partial write: {joined} dropped={failed}"),
-        );
+    match upstream {
+        // The upstream's own refusal, in the dialect the client wrote in; lines fluxgate
+        // refused itself are listed first, as one InfluxDB would list them all.
+        Some(Answer::Refused { status, message }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let message = match (failed > 0, message.strip_prefix("partial write: ")) {
+                (true, Some(theirs)) => merge_partial(&joined, failed, theirs),
+                _ => message,
+            };
+            return error(api, status, &message);
+        }
+        _ if failed > 0 => {
+            return error(
+                api,
+                StatusCode::BAD_REQUEST,
+                &format!("partial write: {joined} dropped={failed}"),
+            );
+        }
+        _ => {}
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// One partial-write message for lines refused here and by the upstream.
+fn merge_partial(ours: &str, ours_dropped: usize, theirs: &str) -> String {
+    let (text, dropped) = match theirs.rsplit_once(" dropped=") {
+        Some((text, n)) => (text, n.trim().parse::<usize>().unwrap_or(0)),
+        None => (theirs, 0),
+    };
+    format!(
+        "partial write: {ours}\n{text} dropped={}",
+        ours_dropped + dropped
+    )
 }
 
 /// Appends a parsed point to `out` with a nanosecond timestamp. The line's own text is kept
@@ -464,6 +497,36 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }
 
+/// With a buffered `ack`, a query naming a database first waits (at most `query_wait`) until
+/// the writes acknowledged before it are delivered, so a client that writes and then reads
+/// sees its write, as it would against InfluxDB.
+async fn read_your_writes(st: &HttpState, out: &InfluxOutput, query: Option<&str>) {
+    if st.cfg.ack == AckMode::Delivered || st.cfg.query_wait.is_zero() {
+        return;
+    }
+    let Some(db) = query.and_then(|q| {
+        reqwest::Url::parse(&format!("http://q/?{q}"))
+            .ok()?
+            .query_pairs()
+            .find(|(k, _)| k == "db")
+            .map(|(_, v)| v.into_owned())
+    }) else {
+        return;
+    };
+    let Some(barrier) = out.barrier(&db) else {
+        return;
+    };
+    let outcome = match tokio::time::timeout(st.cfg.query_wait, barrier).await {
+        Ok(()) => "delivered",
+        Err(_) => "timed_out",
+    };
+    st.ctx
+        .metrics
+        .query_waits
+        .with_label_values(&[outcome])
+        .inc();
+}
+
 /// `/query` goes to the first InfluxDB v1 output, so a client pointed at the gateway can
 /// read and `CREATE DATABASE` (Telegraf does on start) as if talking to InfluxDB.
 async fn query(
@@ -486,6 +549,7 @@ async fn query(
             "no InfluxDB v1 output is configured to answer /query",
         );
     };
+    read_your_writes(&st, out, uri.query()).await;
     let mut url = format!("{}/query", out.base_url().trim_end_matches('/'));
     if let Some(q) = uri.query() {
         url.push('?');

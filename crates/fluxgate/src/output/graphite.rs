@@ -307,8 +307,30 @@ impl Inner {
         }
     }
 
-    fn reserve_on(&self, i: usize, chunk: Chunk, into: &mut Reservation, force: bool) {
+    fn reserve_on(&self, i: usize, mut chunk: Chunk, into: &mut Reservation, force: bool) {
         let d = &self.dests[i];
+        if !force && d.cfg.overflow == Overflow::Block {
+            // A chunk larger than the room left takes what fits; the rest waits.
+            let (points_room, bytes_room) = d.budget.room();
+            if chunk.points > points_room || chunk.body.len() > bytes_room {
+                if let Some((head, tail)) =
+                    chunk.split_to_fit((points_room, bytes_room), super::plaintext_lines)
+                {
+                    if let Acquire::Granted(permit) =
+                        d.budget.try_acquire(head.points, head.body.len())
+                    {
+                        into.grants.push(Grant {
+                            slot: Slot::Destination(i),
+                            target: head.target,
+                            body: head.body,
+                            points: head.points,
+                            permit,
+                        });
+                        chunk = tail;
+                    }
+                }
+            }
+        }
         let bytes = chunk.body.len();
         let acquired = if force {
             Acquire::Granted(d.budget.force(chunk.points, bytes))

@@ -25,12 +25,13 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use prometheus::{Histogram, IntCounter};
 use reqwest::{header, StatusCode};
-use tokio::task::JoinSet;
+use tokio::{sync::oneshot, task::JoinSet};
 use tracing::info;
 
-use super::{Chunk, Form, Grant, Output, Reservation, Shed, Slot};
+use super::{Answer, Chunk, Form, Grant, Output, Reservation, Shed, Slot};
 use crate::{
     config::{InfluxApi, InfluxOutputConfig, Overflow},
     metrics::{Metrics, RateLimit},
@@ -90,6 +91,17 @@ pub enum Target {
     Explicit(Destination),
 }
 
+/// What the worker takes from its inbox, in commit order.
+#[derive(Debug)]
+enum Item {
+    Entry(Entry),
+    /// Answer once everything for this database that came before is delivered.
+    Barrier {
+        db: Arc<str>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
 /// Points queued for the worker: line protocol for one destination, with the capacity they
 /// hold in the output's budget.
 #[derive(Debug)]
@@ -119,7 +131,9 @@ struct Ctx {
     total: Budget,
     /// Each destination's share of `total`.
     partitions: Mutex<HashMap<Destination, Share>>,
-    inbox: EntryQueue<Entry>,
+    inbox: EntryQueue<Item>,
+    /// Writes sent at once (`ack = "delivered"`) in flight, at most `max_in_flight`.
+    direct: Arc<tokio::sync::Semaphore>,
     /// Set by [`Output::hand_over`]: where the worker sends what it has not sent yet.
     successor: Mutex<Option<Arc<dyn Output>>>,
     abandoned: AtomicBool,
@@ -182,6 +196,7 @@ impl InfluxOutput {
             ),
             partitions: Mutex::new(HashMap::new()),
             inbox: EntryQueue::default(),
+            direct: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight)),
             successor: Mutex::new(None),
             abandoned: AtomicBool::new(false),
             sent: metrics.sent_points.with_label_values(&[name]),
@@ -257,9 +272,14 @@ impl Output for InfluxOutput {
     fn start(&self, tasks: &mut JoinSet<()>) {
         let ctx = self.ctx.clone();
         tasks.spawn(async move { worker(ctx).await });
+        let ctx = self.ctx.clone();
+        if ctx.creates(&ctx.default_dest) {
+            // As Telegraf does: a fresh setup where nobody ran CREATE DATABASE loses nothing.
+            tokio::spawn(async move { ctx.create_database().await });
+        }
     }
 
-    fn reserve(&self, chunk: Chunk, into: &mut Reservation) {
+    fn reserve(&self, mut chunk: Chunk, into: &mut Reservation) {
         let dest = self.destination(&chunk.target);
         let bytes = chunk.body.len();
         // Acquired under the map's lock, so an idle share is never forgotten while taken.
@@ -274,6 +294,22 @@ impl Output for InfluxOutput {
                     Acquire::Granted(share.budget.force(chunk.points, bytes))
                 }
                 Acquire::Full => {
+                    // Take what fits; the rest waits.
+                    let split = chunk.split_to_fit(share.budget.room(), super::line_protocol_lines);
+                    if let Some((head, tail)) = split {
+                        if let Acquire::Granted(permit) =
+                            share.budget.try_acquire(head.points, head.body.len())
+                        {
+                            into.grants.push(Grant {
+                                slot: Slot::Partition(dest.clone()),
+                                target: head.target,
+                                body: head.body,
+                                points: head.points,
+                                permit,
+                            });
+                            chunk = tail;
+                        }
+                    }
                     let since = *share.full_since.get_or_insert_with(Instant::now);
                     let stall = self.ctx.cfg.stall_timeout;
                     stalled = !stall.is_zero() && since.elapsed() >= stall;
@@ -325,7 +361,7 @@ impl Output for InfluxOutput {
                 points: g.points,
                 permit: g.permit,
             };
-            if let Err(e) = self.ctx.inbox.push(entry) {
+            if let Err(Item::Entry(e)) = self.ctx.inbox.push(Item::Entry(entry)) {
                 refused.push(Chunk::new(g.target, e.body, e.points));
             }
         }
@@ -365,7 +401,7 @@ impl Output for InfluxOutput {
                 points: chunk.points,
                 permit,
             };
-            if let Err(e) = self.ctx.inbox.push(entry) {
+            if let Err(Item::Entry(e)) = self.ctx.inbox.push(Item::Entry(entry)) {
                 self.ctx
                     .drop_points(e.points, "shutdown", "handed over while shutting down");
             }
@@ -412,6 +448,60 @@ impl Output for InfluxOutput {
     fn as_influx(&self) -> Option<&InfluxOutput> {
         Some(self)
     }
+
+    fn answers_writes(&self) -> bool {
+        true
+    }
+
+    fn commit_delivered(
+        &self,
+        reservation: Reservation,
+        deadline: tokio::time::Instant,
+    ) -> BoxFuture<'static, Answer> {
+        for s in reservation.shed {
+            self.ctx.drop_points(s.points, s.reason, s.why);
+        }
+        let ctx = self.ctx.clone();
+        let requests: Vec<Request> = reservation
+            .grants
+            .into_iter()
+            .filter_map(|g| match g.slot {
+                Slot::Partition(dest) => Some(Request {
+                    id: 0,
+                    dest,
+                    body: g.body.to_vec(),
+                    points: g.points,
+                    permit: g.permit,
+                }),
+                Slot::Destination(_) => None,
+            })
+            .collect();
+        Box::pin(async move {
+            let mut answer = Answer::Delivered;
+            for req in requests {
+                let Ok(_slot) = ctx.direct.clone().acquire_owned().await else {
+                    return Answer::Unavailable("shutting down".into());
+                };
+                let got = ctx.deliver_answer(req, deadline).await;
+                if answer == Answer::Delivered {
+                    answer = got;
+                }
+            }
+            answer
+        })
+    }
+
+    fn barrier(&self, db: &str) -> Option<BoxFuture<'static, ()>> {
+        let (reply, done) = oneshot::channel();
+        let item = Item::Barrier {
+            db: db.into(),
+            reply,
+        };
+        self.ctx.inbox.push(item).ok()?;
+        Some(Box::pin(async move {
+            let _ = done.await;
+        }))
+    }
 }
 
 fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
@@ -424,6 +514,8 @@ fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
 /// One request's worth of points for one destination, with the capacity it holds.
 #[derive(Debug)]
 struct Request {
+    /// In the order the worker cut them (0 for writes sent at once).
+    id: u64,
     dest: Destination,
     body: Vec<u8>,
     points: usize,
@@ -442,13 +534,39 @@ struct Lane {
     busy: bool,
 }
 
+/// Numbers the requests the worker cuts and remembers which are not finished, so a
+/// read-your-writes barrier knows what it waits for.
+#[derive(Debug, Default)]
+struct Ids {
+    next: u64,
+    outstanding: std::collections::BTreeMap<u64, Arc<str>>,
+}
+
+impl Ids {
+    fn issue(&mut self, dest: &Destination) -> u64 {
+        self.next += 1;
+        self.outstanding.insert(self.next, dest.db.clone());
+        self.next
+    }
+
+    fn finish(&mut self, id: u64) {
+        self.outstanding.remove(&id);
+    }
+
+    /// Nothing cut up to `upto` for `db` is still outstanding.
+    fn clear(&self, db: &str, upto: u64) -> bool {
+        self.outstanding.range(..=upto).all(|(_, d)| &**d != db)
+    }
+}
+
 impl Lane {
-    fn cut(&mut self, dest: &Destination) {
+    fn cut(&mut self, dest: &Destination, ids: &mut Ids) {
         if self.open_points == 0 {
             return;
         }
         self.since = None;
         self.ready.push_back(Request {
+            id: ids.issue(dest),
             dest: dest.clone(),
             body: std::mem::take(&mut self.open),
             points: std::mem::take(&mut self.open_points),
@@ -473,9 +591,11 @@ async fn worker(ctx: Arc<Ctx>) {
     let batch_size = ctx.cfg.batch_size;
     let flush_every = ctx.cfg.flush_interval;
     let mut parts: HashMap<Destination, Partition> = HashMap::new();
-    let mut inflight: JoinSet<(Destination, usize)> = JoinSet::new();
-    let mut entries = Vec::new();
+    let mut inflight: JoinSet<(Destination, usize, u64)> = JoinSet::new();
+    let mut items = Vec::new();
     let mut added: Vec<(usize, usize)> = vec![(0, 0); n_lanes];
+    let mut ids = Ids::default();
+    let mut barriers: Vec<(Arc<str>, u64, oneshot::Sender<()>)> = Vec::new();
     let mut open = true;
     let mut tick = tokio::time::interval(
         flush_every
@@ -489,31 +609,44 @@ async fn worker(ctx: Arc<Ctx>) {
             break;
         }
         tokio::select! {
-            got = ctx.inbox.pop_all(&mut entries), if open => {
+            got = ctx.inbox.pop_all(&mut items), if open => {
+                for item in items.drain(..) {
+                    match item {
+                        Item::Entry(entry) => {
+                            if ctx.cfg.overflow == Overflow::DropOldest {
+                                evict_oldest(&ctx, &mut parts, &entry, &mut ids);
+                            }
+                            let p = parts.entry(entry.dest.clone()).or_insert_with(|| Partition {
+                                lanes: (0..n_lanes).map(|_| Lane::default()).collect(),
+                            });
+                            distribute(entry, p, &mut added, batch_size, &mut ids);
+                        }
+                        Item::Barrier { db, reply } => {
+                            // What is batching for it goes now; the barrier waits for it and
+                            // for what is already on its way.
+                            for (dest, p) in parts.iter_mut().filter(|(d, _)| d.db == db) {
+                                p.lanes.iter_mut().for_each(|l| l.cut(dest, &mut ids));
+                            }
+                            barriers.push((db, ids.next, reply));
+                        }
+                    }
+                }
                 if got.is_none() {
                     open = false;
                     let successor = lock(&ctx.successor).take();
                     match successor {
-                        Some(s) => hand_over_buffers(&ctx, &mut parts, s),
+                        Some(s) => hand_over_buffers(&ctx, &mut parts, s, &mut ids),
                         None => {
                             for (dest, p) in parts.iter_mut() {
-                                p.lanes.iter_mut().for_each(|l| l.cut(dest));
+                                p.lanes.iter_mut().for_each(|l| l.cut(dest, &mut ids));
                             }
                         }
                     }
                 }
-                for entry in entries.drain(..) {
-                    if ctx.cfg.overflow == Overflow::DropOldest {
-                        evict_oldest(&ctx, &mut parts, &entry);
-                    }
-                    let p = parts.entry(entry.dest.clone()).or_insert_with(|| Partition {
-                        lanes: (0..n_lanes).map(|_| Lane::default()).collect(),
-                    });
-                    distribute(entry, p, &mut added, batch_size);
-                }
             }
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                if let Ok((dest, lane)) = done {
+                if let Ok((dest, lane, id)) = done {
+                    ids.finish(id);
                     if let Some(l) = parts.get_mut(&dest).and_then(|p| p.lanes.get_mut(lane)) {
                         l.busy = false;
                     }
@@ -523,11 +656,21 @@ async fn worker(ctx: Arc<Ctx>) {
                 for (dest, p) in parts.iter_mut() {
                     for l in &mut p.lanes {
                         if l.since.is_some_and(|t| t.elapsed() >= flush_every) {
-                            l.cut(dest);
+                            l.cut(dest, &mut ids);
                         }
                     }
                 }
                 parts.retain(|_, p| !p.lanes.iter().all(Lane::is_idle));
+            }
+        }
+        // Answer the barriers whose writes are all through.
+        let mut i = 0;
+        while i < barriers.len() {
+            if ids.clear(&barriers[i].0, barriers[i].1) {
+                let (_, _, reply) = barriers.swap_remove(i);
+                let _ = reply.send(());
+            } else {
+                i += 1;
             }
         }
         // Start a request on every free lane that has one waiting.
@@ -540,19 +683,28 @@ async fn worker(ctx: Arc<Ctx>) {
                     l.busy = true;
                     let ctx = ctx.clone();
                     inflight.spawn(async move {
-                        let dest = req.dest.clone();
+                        let (dest, id) = (req.dest.clone(), req.id);
                         ctx.deliver(req).await;
-                        (dest, i)
+                        (dest, i, id)
                     });
                 }
             }
         }
     }
+    for (_, _, reply) in barriers {
+        let _ = reply.send(());
+    }
 }
 
 /// Sorts an entry's lines into the partition's lanes by series, moving its capacity with
 /// them, and cuts every batch that is full.
-fn distribute(mut entry: Entry, p: &mut Partition, added: &mut [(usize, usize)], batch: usize) {
+fn distribute(
+    mut entry: Entry,
+    p: &mut Partition,
+    added: &mut [(usize, usize)],
+    batch: usize,
+    ids: &mut Ids,
+) {
     let n_lanes = p.lanes.len();
     added.iter_mut().for_each(|a| *a = (0, 0));
     for line in lines(&entry.body) {
@@ -574,7 +726,7 @@ fn distribute(mut entry: Entry, p: &mut Partition, added: &mut [(usize, usize)],
             let permit = entry.permit.split(added[lane].0, added[lane].1);
             l.open_permit.merge(permit);
             added[lane] = (0, 0);
-            l.cut(&entry.dest);
+            l.cut(&entry.dest, ids);
         }
     }
     let mut last = None;
@@ -596,7 +748,12 @@ fn distribute(mut entry: Entry, p: &mut Partition, added: &mut [(usize, usize)],
 
 /// `drop_oldest`: while the entry's partition (or the whole output) is over its limit, drops
 /// the partition's oldest batched points that are not in flight.
-fn evict_oldest(ctx: &Ctx, parts: &mut HashMap<Destination, Partition>, entry: &Entry) {
+fn evict_oldest(
+    ctx: &Ctx,
+    parts: &mut HashMap<Destination, Partition>,
+    entry: &Entry,
+    ids: &mut Ids,
+) {
     let share = lock(&ctx.partitions)
         .get(&entry.dest)
         .map(|s| s.budget.clone());
@@ -620,7 +777,10 @@ fn evict_oldest(ctx: &Ctx, parts: &mut HashMap<Destination, Partition>, entry: &
         let Some(i) = oldest else { break };
         let l = &mut p.lanes[i];
         let dropped = match l.ready.pop_front() {
-            Some(req) => req.points,
+            Some(req) => {
+                ids.finish(req.id);
+                req.points
+            }
             None => {
                 l.open.clear();
                 l.since = None;
@@ -641,17 +801,21 @@ fn hand_over_buffers(
     ctx: &Ctx,
     parts: &mut HashMap<Destination, Partition>,
     successor: Arc<dyn Output>,
+    ids: &mut Ids,
 ) {
     let mut chunks = Vec::new();
     let mut queued = Vec::new();
     ctx.inbox.take_all(&mut queued);
-    for e in queued {
-        chunks.push(Chunk::new(Target::Explicit(e.dest), e.body, e.points));
+    for item in queued {
+        if let Item::Entry(e) = item {
+            chunks.push(Chunk::new(Target::Explicit(e.dest), e.body, e.points));
+        }
     }
     for (dest, p) in parts.iter_mut() {
         for l in &mut p.lanes {
-            l.cut(dest);
+            l.cut(dest, ids);
             for req in l.ready.drain(..) {
+                ids.finish(req.id);
                 chunks.push(Chunk::new(
                     Target::Explicit(dest.clone()),
                     Bytes::from(req.body),
@@ -703,6 +867,8 @@ enum Attempt {
     Rejected {
         reason: &'static str,
         dropped: usize,
+        status: u16,
+        message: String,
     },
     TooLarge,
     Retry {
@@ -740,7 +906,37 @@ impl Ctx {
     /// splitting what is too large, until every point is written, refused or given up on.
     /// Capacity goes back as each part's permit is dropped.
     async fn deliver(&self, req: Request) {
+        let budget = tokio::time::Instant::now() + self.cfg.max_retry_time;
+        if let Err(points) = self.send(req, budget, &mut None).await {
+            self.metrics
+                .dropped
+                .with_label_values(&[&self.cfg.name, "retry_budget"])
+                .inc_by(points as u64);
+        }
+    }
+
+    /// Sends at once and answers with the upstream's word: retryable failures are retried
+    /// until `deadline`, then the write is given up (not kept) and the answer says so.
+    async fn deliver_answer(&self, req: Request, deadline: tokio::time::Instant) -> Answer {
+        let mut refusal = None;
+        match self.send(req, deadline, &mut refusal).await {
+            Ok(()) => refusal.unwrap_or(Answer::Delivered),
+            Err(_) => refusal.unwrap_or_else(|| {
+                Answer::Unavailable("the upstream did not take the write in time".into())
+            }),
+        }
+    }
+
+    /// The delivery loop shared by batches and writes sent at once. `Err(points)` when time
+    /// ran out with points undelivered; a refusal is recorded in `refusal` (the first one).
+    async fn send(
+        &self,
+        req: Request,
+        deadline: tokio::time::Instant,
+        refusal: &mut Option<Answer>,
+    ) -> Result<(), usize> {
         let started = Instant::now();
+        let mut created = false;
         let mut work = vec![req];
         while let Some(req) = work.pop() {
             let mut attempt = 0u32;
@@ -753,7 +949,18 @@ impl Ctx {
                         self.sent.inc_by(req.points as u64);
                         break;
                     }
-                    Attempt::Rejected { reason, dropped } => {
+                    Attempt::Rejected { status: 404, .. }
+                        if !created && self.creates(&req.dest) && self.create_database().await =>
+                    {
+                        // The output's own database was missing and now exists: again at once.
+                        created = true;
+                    }
+                    Attempt::Rejected {
+                        reason,
+                        dropped,
+                        status,
+                        message,
+                    } => {
                         let dropped = dropped.min(req.points);
                         self.sent.inc_by((req.points - dropped) as u64);
                         if dropped > 0 {
@@ -761,6 +968,9 @@ impl Ctx {
                                 .dropped
                                 .with_label_values(&[&self.cfg.name, reason])
                                 .inc_by(dropped as u64);
+                        }
+                        if refusal.is_none() {
+                            *refusal = Some(Answer::Refused { status, message });
                         }
                         break;
                     }
@@ -771,6 +981,12 @@ impl Ctx {
                                 "too_large",
                                 "the upstream refuses even a single point as too large",
                             );
+                            if refusal.is_none() {
+                                *refusal = Some(Answer::Refused {
+                                    status: 413,
+                                    message: "request entity too large".into(),
+                                });
+                            }
                         } else {
                             let (a, b) = split(req);
                             work.push(b);
@@ -782,7 +998,7 @@ impl Ctx {
                         let delay = after
                             .unwrap_or_else(|| self.backoff(attempt))
                             .min(self.cfg.retry_max);
-                        if started.elapsed() + delay > self.cfg.max_retry_time {
+                        if tokio::time::Instant::now() + delay > deadline {
                             warn_limited!(
                                 self.log_limit,
                                 output = %self.cfg.name,
@@ -791,12 +1007,7 @@ impl Ctx {
                                 "giving up after retrying for {:?} ({reason})",
                                 started.elapsed()
                             );
-                            let points = req.points + work.iter().map(|r| r.points).sum::<usize>();
-                            self.metrics
-                                .dropped
-                                .with_label_values(&[&self.cfg.name, "retry_budget"])
-                                .inc_by(points as u64);
-                            return;
+                            return Err(req.points + work.iter().map(|r| r.points).sum::<usize>());
                         }
                         warn_limited!(
                             self.log_limit,
@@ -809,6 +1020,56 @@ impl Ctx {
                         attempt = attempt.saturating_add(1);
                     }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a 404 for `dest` is answered by creating the output's own database.
+    fn creates(&self, dest: &Destination) -> bool {
+        self.cfg.create_database
+            && self.cfg.api == InfluxApi::V1
+            && !self.cfg.database.is_empty()
+            && *dest.db == *self.cfg.database
+    }
+
+    /// `CREATE DATABASE` for the output's own database, with its own credentials (what
+    /// Telegraf and InfluxDB's graphite service do). True when it now exists.
+    async fn create_database(&self) -> bool {
+        let url = join_path(
+            &reqwest::Url::parse(&self.cfg.url).expect("validated url"),
+            "query",
+        );
+        let q = format!(
+            "CREATE DATABASE \"{}\"",
+            self.cfg.database.replace('"', "\\\"")
+        );
+        let mut req = self.client.post(url).form(&[("q", q.as_str())]);
+        if !self.cfg.username.is_empty() {
+            req = req.basic_auth(&self.cfg.username, Some(&self.cfg.password));
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let message = upstream_message(resp).await;
+                if message.contains("\"error\"") {
+                    warn_limited!(self.log_limit, output = %self.cfg.name,
+                        database = %self.cfg.database, "cannot create the database: {}", brief(&message));
+                    return false;
+                }
+                info!(output = %self.cfg.name, database = %self.cfg.database, "database created (or already there)");
+                true
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let message = upstream_message(resp).await;
+                warn_limited!(self.log_limit, output = %self.cfg.name, database = %self.cfg.database,
+                    "cannot create the database: HTTP {status}: {}", brief(&message));
+                false
+            }
+            Err(e) => {
+                warn_limited!(self.log_limit, output = %self.cfg.name, database = %self.cfg.database,
+                    "cannot create the database: {}", error_chain(&e));
+                false
             }
         }
     }
@@ -915,6 +1176,8 @@ impl Ctx {
                 Attempt::Rejected {
                     reason: "not_found",
                     dropped: req.points,
+                    status: code,
+                    message,
                 }
             }
             s if s.is_server_error() => Attempt::Retry {
@@ -940,7 +1203,12 @@ impl Ctx {
                     points = dropped,
                     "upstream refused the write, not retrying: HTTP {code}: {}", brief(&message)
                 );
-                Attempt::Rejected { reason, dropped }
+                Attempt::Rejected {
+                    reason,
+                    dropped,
+                    status: code,
+                    message,
+                }
             }
         }
     }
@@ -962,12 +1230,14 @@ fn split(req: Request) -> (Request, Request) {
     let first_permit = permit.split(half, at);
     (
         Request {
+            id: req.id,
             dest: req.dest.clone(),
             body: first,
             points: half,
             permit: first_permit,
         },
         Request {
+            id: req.id,
             dest: req.dest,
             body: second,
             points: req.points - half,
@@ -1104,6 +1374,7 @@ mod tests {
     #[test]
     fn split_halves_on_line_boundaries() {
         let req = Request {
+            id: 0,
             dest: Destination::new("d", ""),
             body: b"a v=1 1\nb v=2 2\nc v=3 3\n".to_vec(),
             points: 3,

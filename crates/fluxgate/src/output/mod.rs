@@ -17,6 +17,7 @@ pub mod influxdb;
 use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 
 use crate::{
@@ -55,6 +56,53 @@ impl Chunk {
             slot: None,
         }
     }
+
+    /// Splits off the leading points that fit in `room` (points, bytes): a full queue takes
+    /// what it has room for instead of refusing a whole chunk that is larger than what is
+    /// left. `None` when not even one point fits. Lines are found as `lines` splits them.
+    pub(crate) fn split_to_fit(
+        &self,
+        room: (usize, usize),
+        lines: impl for<'b> Fn(&'b [u8]) -> Box<dyn Iterator<Item = &'b [u8]> + 'b>,
+    ) -> Option<(Chunk, Chunk)> {
+        let body: &[u8] = &self.body;
+        let (max_points, max_bytes) = room;
+        let (mut points, mut at) = (0, 0);
+        for line in lines(body) {
+            let end = line.as_ptr() as usize - body.as_ptr() as usize + line.len() + 1;
+            if points + 1 > max_points || end.min(body.len()) > max_bytes {
+                break;
+            }
+            points += 1;
+            at = end.min(body.len());
+        }
+        if points == 0 || points >= self.points {
+            return None;
+        }
+        let head = Chunk {
+            target: self.target.clone(),
+            body: self.body.slice(..at),
+            points,
+            slot: self.slot,
+        };
+        let tail = Chunk {
+            target: self.target.clone(),
+            body: self.body.slice(at..),
+            points: self.points - points,
+            slot: self.slot,
+        };
+        Some((head, tail))
+    }
+}
+
+/// Line-protocol points as InfluxDB splits them (a newline inside a string is content).
+pub(crate) fn line_protocol_lines(body: &[u8]) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+    Box::new(line_protocol::split_lines(body).filter(|l| !l.is_empty()))
+}
+
+/// Graphite plaintext lines.
+pub(crate) fn plaintext_lines(body: &[u8]) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+    Box::new(body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
 }
 
 /// Where a granted part goes inside its output.
@@ -108,6 +156,19 @@ impl Reservation {
     }
 }
 
+/// The upstream's own answer to a write sent at once (`ack = "delivered"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Every point was written.
+    Delivered,
+    /// The upstream refused the write (or part of it): its status and message, as the
+    /// client would have had them writing directly.
+    Refused { status: u16, message: String },
+    /// No answer from the upstream in time (down, or failing with retryable errors); nothing
+    /// is kept for it, so the client's retry is the only copy.
+    Unavailable(String),
+}
+
 /// One configured output, whatever its kind.
 pub trait Output: Send + Sync + fmt::Debug + 'static {
     fn name(&self) -> &str;
@@ -157,6 +218,36 @@ pub trait Output: Send + Sync + fmt::Debug + 'static {
 
     /// The InfluxDB output behind this one, for proxying reads.
     fn as_influx(&self) -> Option<&influxdb::InfluxOutput> {
+        None
+    }
+
+    /// Whether [`Output::commit_delivered`] sends a write at once and answers with its
+    /// upstream's word (`ack = "delivered"`).
+    fn answers_writes(&self) -> bool {
+        false
+    }
+
+    /// Sends what was reserved at once, outside the batches, and answers with what the
+    /// upstream said (retrying what can be retried until `deadline`). An output that does
+    /// not answer for writes queues it and says it was taken.
+    fn commit_delivered(
+        &self,
+        reservation: Reservation,
+        _deadline: tokio::time::Instant,
+    ) -> BoxFuture<'static, Answer> {
+        let refused = self.commit(reservation);
+        let answer = if refused.is_empty() {
+            Answer::Delivered
+        } else {
+            Answer::Unavailable("shutting down".into())
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    /// Resolves once every point for database `db` that was committed before the call has
+    /// been delivered or given up on (read-your-writes for a proxied query). `None`: the
+    /// output keeps nothing to wait for.
+    fn barrier(&self, _db: &str) -> Option<BoxFuture<'static, ()>> {
         None
     }
 }
