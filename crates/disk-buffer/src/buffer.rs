@@ -211,7 +211,7 @@ pub struct Drained {
     pub full: bool,
 }
 
-/// A record of a segment's in-memory index.
+/// A segment's in-memory index.
 #[derive(Debug)]
 struct Segment {
     id: u64,

@@ -67,8 +67,9 @@
 //!
 //! The queue needs two things together: acks of single records in any order (an output
 //! retries one destination's batch while later batches are delivered), and a segment deleted
-//! as soon as its last record is acked, wherever it sits in the log. The maintained log crates
-//! offer neither:
+//! as soon as its last record is acked, wherever it sits in the log. A log that only frees a
+//! prefix pins everything behind one stuck record: a batch retried for an hour would keep the
+//! whole hour on disk, here it keeps one segment. The log crates offer neither:
 //!
 //! - `okaywal` is a write-ahead log for a database: it decides when to checkpoint and then
 //!   hands a whole prefix of entries (`checkpoint_to(last_checkpointed_id, ..)`) to the
@@ -80,20 +81,24 @@
 //!   out of order, is not part of its API.
 //!
 //! Either way, per-record acks would need a side structure of ours, and deleting a fully acked
-//! segment in the middle would need the log to give up one file it still owns. What is left of
-//! a log once those are ours is this crate: a frame, a scan, a segment index holding each record's offset
-//! and one ack bit (a little over 8 bytes a record in memory), and a few hundred lines.
+//! segment in the middle would need the log to give up a file it still owns. What is left of a
+//! log once those are ours is this crate: a frame, a scan, and a segment index holding each
+//! record's offset and one ack bit (a little over 8 bytes a record in memory).
 //!
 //! # Throughput
 //!
-//! `cargo bench -p disk-buffer --bench append` (criterion; 64 KiB payloads, 1 MiB segments,
-//! on the development machine's disk):
+//! `cargo bench -p disk-buffer --bench append` (criterion, wall time; 64 KiB payloads,
+//! 16 MiB segments, records acked as they go), on the 2-core development VM (ext4 on a
+//! virtio disk), medians of 20 samples:
 //!
-//! | what | time per 64 KiB record | throughput |
+//! | what | time | throughput |
 //! | --- | --- | --- |
-//! | append, then sync every record | TBD | TBD |
-//! | append, then sync every 16 records | TBD | TBD |
-//! | read_next (page cache warm) | TBD | TBD |
+//! | append 1 record, `sync` | 673 µs | 93 MiB/s |
+//! | append 16 records, `sync` | 4.02 ms | 249 MiB/s |
+//! | `read_next` of 1 record (page cache warm, checksum verified) | 12.0 µs | 5.1 GiB/s |
+//!
+//! The fsync dominates appends: an output that syncs once per batch of batches rather than
+//! per record gets most of the disk's bandwidth. Reading is a `read` and a crc32 per record.
 
 mod buffer;
 mod error;
