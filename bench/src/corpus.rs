@@ -112,7 +112,7 @@ impl Corpus {
             "idle" => 5_000 + r % 5_001,
             "user" | "system" => r % 5_000,
             "irq" | "steal" | "nice" => {
-                if r % 4 == 0 {
+                if r.is_multiple_of(4) {
                     r % 100
                 } else {
                     0

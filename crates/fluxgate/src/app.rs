@@ -28,10 +28,15 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, GraphiteOutputConfig, InfluxOutputConfig},
+    config::{BufferKind, Config, GraphiteOutputConfig, InfluxOutputConfig, Overflow},
     listener::{self, ListenerCtx},
     metrics::Metrics,
-    output::{graphite::GraphiteOutput, influxdb::InfluxOutput, Output},
+    output::{
+        disk::{start_buffered, DiskBuffered, DiskShared},
+        graphite::GraphiteOutput,
+        influxdb::InfluxOutput,
+        Output,
+    },
     pipeline::Pipeline,
     translate::influx::InfluxToGraphite,
     Error,
@@ -107,6 +112,7 @@ pub struct Gateway {
     /// Outputs replaced by a reload, still delivering what they had (each under a deadline).
     retiring: JoinSet<()>,
     retired: Vec<Arc<dyn Output>>,
+    disks: DiskBuffers,
     listeners: HashMap<&'static str, RunningListener>,
     /// Listeners replaced by a reload whose connections are still open: their `cancel` and
     /// tracker (their sockets are let go).
@@ -124,8 +130,12 @@ impl Gateway {
         let metrics = Metrics::new();
         let config = Arc::new(config);
         let mut outputs = HashMap::new();
+        let mut disks = DiskBuffers::new();
         for oc in output_configs(&config) {
-            outputs.insert(oc.name().to_owned(), start_output(&oc, &metrics, &config)?);
+            outputs.insert(
+                oc.name().to_owned(),
+                start_output(&oc, &metrics, &config, &mut disks)?,
+            );
         }
         let pipeline = build_pipeline(&config, &outputs, &metrics)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
@@ -136,6 +146,7 @@ impl Gateway {
             outputs,
             retiring: JoinSet::new(),
             retired: Vec::new(),
+            disks,
             listeners: HashMap::new(),
             old_listeners: Vec::new(),
             pipeline_tx,
@@ -208,7 +219,10 @@ impl Gateway {
         for oc in &wanted {
             let unchanged = self.outputs.get(oc.name()).is_some_and(|r| r.config == *oc);
             if !unchanged {
-                fresh.insert(oc.name().to_owned(), start_output(oc, &self.metrics, &new)?);
+                fresh.insert(
+                    oc.name().to_owned(),
+                    start_output(oc, &self.metrics, &new, &mut self.disks)?,
+                );
             }
         }
         let mut outputs = HashMap::new();
@@ -316,6 +330,11 @@ impl Gateway {
         let mut lost = false;
         for output in &outputs {
             let left = output.outstanding();
+            if output.persists() {
+                // Kept in its disk buffer for the next start.
+                output.abandon("shutdown");
+                continue;
+            }
             if left > 0 {
                 lost = true;
                 error!(
@@ -507,10 +526,15 @@ impl Gateway {
 /// what they held.
 const GRACE: Duration = Duration::from_secs(2);
 
+/// The disk buffers opened so far, by output name: a log is opened once per process and kept
+/// across reloads (its directory is locked while open).
+type DiskBuffers = HashMap<String, Arc<DiskShared>>;
+
 fn start_output(
     oc: &OutputConfig,
     metrics: &Metrics,
     config: &Config,
+    disks: &mut DiskBuffers,
 ) -> Result<RunningOutput, Error> {
     let fail = |message: String| Error::Output {
         output: oc.name().to_owned(),
@@ -528,7 +552,42 @@ fn start_output(
             Arc::new(GraphiteOutput::new(c.clone(), to_graphite, metrics, interval).map_err(fail)?)
         }
     };
-    output.start(&mut tasks);
+    let settings = match oc {
+        OutputConfig::Influx(c) => c.buffer_settings(),
+        OutputConfig::Graphite(c) => c.buffer_settings(),
+    };
+    let output = match settings.kind {
+        BufferKind::Memory => {
+            output.start(&mut tasks);
+            output
+        }
+        BufferKind::Disk => {
+            let shared = match disks.get(oc.name()) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = DiskShared::open(
+                        &config.gateway.data_dir,
+                        oc.name(),
+                        settings.max_bytes,
+                        metrics,
+                    )
+                    .map_err(fail)?;
+                    disks.insert(oc.name().to_owned(), s.clone());
+                    s
+                }
+            };
+            let buffered = Arc::new(DiskBuffered::new(
+                shared,
+                output,
+                settings.max_bytes,
+                settings.overflow != Overflow::Block,
+                settings.replay_rate,
+                settings.sync_interval,
+            ));
+            start_buffered(&buffered, &mut tasks);
+            buffered
+        }
+    };
     Ok(RunningOutput {
         config: oc.clone(),
         output,

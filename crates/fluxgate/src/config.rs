@@ -43,6 +43,7 @@ pub struct Config {
     /// Rewrite rules applied to Graphite names before routing (carbon-c-relay's `rewrite`).
     pub rewrite: Vec<crate::route::RewriteConfig>,
     pub log: LogConfig,
+    pub gateway: GatewaySection,
     /// How long SIGTERM waits for queued points to be delivered before giving up on them
     /// (each one still queued then is counted as dropped with reason `shutdown`).
     #[serde(with = "humantime_serde")]
@@ -58,6 +59,7 @@ impl Default for Config {
             routes: Vec::new(),
             rewrite: Vec::new(),
             log: LogConfig::default(),
+            gateway: GatewaySection::default(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -71,6 +73,44 @@ impl Default for LogConfig {
             rate_limit: Duration::from_secs(10),
         }
     }
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// Where outputs with `buffer = "disk"` keep their logs (`buffer/<output>`) and
+    /// dead-letter logs (`dead-letter/<output>`).
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            data_dir: "/var/lib/fluxgate".into(),
+        }
+    }
+}
+
+/// Where an output queues what it has not delivered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferKind {
+    /// In memory, bounded by `queue_points` / `queue_bytes`: lost with the process.
+    Memory,
+    /// In a log under `data_dir`, bounded by `max_buffer_bytes`: kept across restarts and
+    /// crashes until delivered.
+    Disk,
+}
+
+/// The disk-buffer keys every output kind has.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BufferSettings {
+    pub kind: BufferKind,
+    pub max_bytes: u64,
+    pub replay_rate: u64,
+    pub sync_interval: Duration,
+    pub overflow: Overflow,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -283,6 +323,12 @@ pub struct GraphiteOutputConfig {
     pub retry_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// `memory` or `disk` (a log under `[gateway] data_dir` that survives restarts).
+    pub buffer: BufferKind,
+    /// Largest size of the disk buffer; then the overflow policy applies.
+    pub max_buffer_bytes: u64,
+    /// Points per second replayed from the disk buffer after a restart (0: no limit).
+    pub replay_rate: u64,
     /// How long the pipeline waits for room in a destination whose queue is full before
     /// what is routed to it is shed and counted (`destination_down` while it is not
     /// connected, `destination_stalled` while it is but does not drain), as carbon-c-relay
@@ -313,6 +359,16 @@ pub struct GraphiteOutputConfig {
 }
 
 impl GraphiteOutputConfig {
+    pub fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings {
+            kind: self.buffer,
+            max_bytes: self.max_buffer_bytes,
+            replay_rate: self.replay_rate,
+            sync_interval: Duration::from_secs(1),
+            overflow: self.overflow,
+        }
+    }
+
     pub fn to_graphite_config(&self) -> crate::translate::influx::InfluxToGraphiteConfig {
         crate::translate::influx::InfluxToGraphiteConfig {
             template: self.template.clone(),
@@ -346,6 +402,9 @@ impl Default for GraphiteOutputConfig {
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(10),
+            buffer: BufferKind::Memory,
+            max_buffer_bytes: 1 << 30,
+            replay_rate: 500_000,
             replay_points: 100_000,
             template: i2g.template,
             templates: i2g.templates,
@@ -425,6 +484,12 @@ pub struct InfluxOutputConfig {
     /// Points one destination (db/rp or bucket) may hold of `queue_points`; 0 means half.
     /// A destination that keeps failing fills only its share, so the others keep flowing.
     pub partition_queue_points: usize,
+    /// `memory` or `disk` (a log under `[gateway] data_dir` that survives restarts).
+    pub buffer: BufferKind,
+    /// Largest size of the disk buffer; then the overflow policy applies.
+    pub max_buffer_bytes: u64,
+    /// Points per second replayed from the disk buffer after a restart (0: no limit).
+    pub replay_rate: u64,
     /// Create `database` at start and when a write to it is answered "database not found"
     /// (v1), as Telegraf does; off when the credentials may not create databases.
     pub create_database: bool,
@@ -437,6 +502,16 @@ pub struct InfluxOutputConfig {
 }
 
 impl InfluxOutputConfig {
+    pub fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings {
+            kind: self.buffer,
+            max_bytes: self.max_buffer_bytes,
+            replay_rate: self.replay_rate,
+            sync_interval: self.flush_interval,
+            overflow: self.overflow,
+        }
+    }
+
     /// The share of `queue_points` one destination may hold.
     pub fn partition_points(&self) -> usize {
         match self.partition_queue_points {
@@ -473,6 +548,9 @@ impl Default for InfluxOutputConfig {
             retry_max: Duration::from_secs(30),
             max_retry_time: Duration::from_secs(3600),
             partition_queue_points: 0,
+            buffer: BufferKind::Memory,
+            max_buffer_bytes: 1 << 30,
+            replay_rate: 500_000,
             create_database: true,
             stall_timeout: Duration::ZERO,
         }
@@ -539,10 +617,27 @@ impl Config {
                 "max_frame_bytes must be at least 16",
             ));
         }
-        if self.listeners.http.ack == AckMode::Durable {
+        let memory_outputs: Vec<&str> = self
+            .outputs
+            .influxdb
+            .iter()
+            .filter(|o| o.buffer == BufferKind::Memory)
+            .map(|o| o.name.as_str())
+            .chain(
+                self.outputs
+                    .graphite
+                    .iter()
+                    .filter(|o| o.buffer == BufferKind::Memory)
+                    .map(|o| o.name.as_str()),
+            )
+            .collect();
+        if self.listeners.http.ack == AckMode::Durable && !memory_outputs.is_empty() {
             return Err(ConfigError::invalid(
                 "listeners.http",
-                "ack = \"durable\" needs buffer = \"disk\" on every output",
+                format!(
+                    "ack = \"durable\" needs buffer = \"disk\" on every output; not on {}",
+                    memory_outputs.join(", ")
+                ),
             ));
         }
         if self.listeners.http.max_body_bytes == 0 {

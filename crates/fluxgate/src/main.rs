@@ -47,12 +47,28 @@ enum Command {
         name_encoding: NameEncoding,
         names: Vec<String>,
     },
+    /// Inspect or act on the outputs' disk buffers (`buffer = "disk"`).
+    Buffer {
+        #[command(subcommand)]
+        action: BufferAction,
+    },
     /// Decode metric-name segments (arguments, or one per stdin line).
     DecodeName {
         #[arg(long, value_enum, default_value = "idna")]
         name_encoding: NameEncoding,
         names: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BufferAction {
+    /// Records and bytes waiting in each disk-buffered output's buffer and dead-letter buffer.
+    List,
+    /// Moves an output's dead-letter records back into its buffer, to be delivered at the
+    /// next start (the gateway must be stopped: it locks its buffers).
+    Replay { output: String },
+    /// Discards an output's dead-letter records (the gateway must be stopped).
+    Drop { output: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -123,7 +139,78 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Buffer { action } => buffer_command(&cli.config, action),
         Command::Run => run(cli.config, cli.log_level),
+    }
+}
+
+fn buffer_command(path: &std::path::Path, action: BufferAction) -> ExitCode {
+    use fluxgate::{config::BufferKind, output::disk};
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = &config.gateway.data_dir;
+    let buffered: Vec<(String, u64)> = config
+        .outputs
+        .influxdb
+        .iter()
+        .filter(|o| o.buffer == BufferKind::Disk)
+        .map(|o| (o.name.clone(), o.max_buffer_bytes))
+        .chain(
+            config
+                .outputs
+                .graphite
+                .iter()
+                .filter(|o| o.buffer == BufferKind::Disk)
+                .map(|o| (o.name.clone(), o.max_buffer_bytes)),
+        )
+        .collect();
+    let find = |name: &str| buffered.iter().find(|(n, _)| n == name).map(|(_, m)| *m);
+    match action {
+        BufferAction::List => {
+            if buffered.is_empty() {
+                println!("no output has buffer = \"disk\"");
+            }
+            for (name, _) in &buffered {
+                print!("{}", disk::describe(data_dir, name));
+            }
+            ExitCode::SUCCESS
+        }
+        BufferAction::Replay { output } | BufferAction::Drop { output }
+            if find(&output).is_none() =>
+        {
+            eprintln!(
+                "error: no output {output:?} with buffer = \"disk\" in {}",
+                path.display()
+            );
+            ExitCode::from(2)
+        }
+        BufferAction::Replay { output } => {
+            match disk::replay_dead_letters(data_dir, &output, find(&output).unwrap_or(1 << 30)) {
+                Ok(n) => {
+                    println!("{output}: {n} dead-letter records moved back into the buffer");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        BufferAction::Drop { output } => match disk::drop_dead_letters(data_dir, &output) {
+            Ok(n) => {
+                println!("{output}: {n} dead-letter records discarded");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -42,6 +42,11 @@ pub struct Metrics {
     /// Proxied queries that waited for earlier writes (read-your-writes), by outcome:
     /// `delivered`, or `timed_out` (answered anyway after `query_wait`).
     pub query_waits: IntCounterVec,
+    /// Damaged disk-buffer records or segment tails cut at open or skipped when read.
+    pub buffer_repaired: IntCounterVec,
+    /// Records and bytes in an output's disk buffer.
+    pub buffer_records: IntGaugeVec,
+    pub buffer_bytes: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -117,6 +122,21 @@ impl Metrics {
             "Proxied queries that waited for the writes acknowledged before them, by outcome.",
             &["outcome"],
         );
+        let buffer_repaired = counter(
+            "fluxgate_buffer_repaired_total",
+            "Damaged disk-buffer records or segment tails cut at open or skipped when read.",
+            &["output"],
+        );
+        let buffer_records = gauge(
+            "fluxgate_buffer_records",
+            "Records in an output's disk buffer not yet delivered.",
+            &["output"],
+        );
+        let buffer_bytes = gauge(
+            "fluxgate_buffer_bytes",
+            "Bytes of an output's disk buffer on disk.",
+            &["output"],
+        );
         let destination_up = gauge(
             "fluxgate_destination_up",
             "1 while a Graphite output is connected to the destination, else 0.",
@@ -150,6 +170,9 @@ impl Metrics {
             destination_up,
             unrouted,
             query_waits,
+            buffer_repaired,
+            buffer_records,
+            buffer_bytes,
         }
     }
 

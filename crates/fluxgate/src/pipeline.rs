@@ -59,6 +59,8 @@ pub enum Wait {
     /// As [`Wait::AllOrNothing`], and the first output that can answer for a write sends it
     /// at once and answers with its upstream's word, within the same time.
     Delivered(Duration),
+    /// As [`Wait::AllOrNothing`], and done once every output has it on disk, fsynced.
+    Durable(Duration),
 }
 
 /// Why a point was not taken into a batch; the caller counts it under [`Reject::reason`].
@@ -353,8 +355,9 @@ impl Batch {
         }
         match wait {
             Wait::Partial => submit_partial(ctx, work).await,
-            Wait::AllOrNothing(limit) => submit_all_or_nothing(ctx, work, limit, false).await,
-            Wait::Delivered(limit) => submit_all_or_nothing(ctx, work, limit, true).await,
+            Wait::AllOrNothing(limit) => submit_all_or_nothing(ctx, work, limit, Ack::Queued).await,
+            Wait::Delivered(limit) => submit_all_or_nothing(ctx, work, limit, Ack::Delivered).await,
+            Wait::Durable(limit) => submit_all_or_nothing(ctx, work, limit, Ack::Durable).await,
         }
     }
 }
@@ -448,11 +451,18 @@ async fn submit_partial(
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    Queued,
+    Delivered,
+    Durable,
+}
+
 async fn submit_all_or_nothing(
     ctx: &ListenerCtx,
     mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)>,
     limit: Duration,
-    delivered: bool,
+    ack: Ack,
 ) -> Submitted {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -483,6 +493,7 @@ async fn submit_all_or_nothing(
         if reservations.iter().all(Reservation::is_complete) {
             let mut s = Submitted::default();
             let mut answering = None;
+            let mut syncs = Vec::new();
             for ((out, _), r) in work.iter().zip(reservations) {
                 let took = !r.grants.is_empty();
                 if took {
@@ -491,8 +502,12 @@ async fn submit_all_or_nothing(
                     s.dropped += 1;
                 }
                 // The first output that can answer for the write sends it at once.
-                if delivered && took && answering.is_none() && out.answers_writes() {
+                if ack == Ack::Delivered && took && answering.is_none() && out.answers_writes() {
                     answering = Some(out.commit_delivered(r, deadline));
+                    continue;
+                }
+                if ack == Ack::Durable {
+                    syncs.push(out.commit_durable(r));
                     continue;
                 }
                 let refused = out.commit(r);
@@ -503,6 +518,16 @@ async fn submit_all_or_nothing(
             }
             if let Some(answer) = answering {
                 s.answer = Some(answer.await);
+            }
+            if !syncs.is_empty() {
+                let durable = tokio::time::timeout_at(deadline, futures::future::join_all(syncs))
+                    .await
+                    .is_ok_and(|all| all.into_iter().all(|d| d));
+                if !durable {
+                    s.answer = Some(Answer::Unavailable(
+                        "the write is queued but not yet on disk".into(),
+                    ));
+                }
             }
             return s;
         }

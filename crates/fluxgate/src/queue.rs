@@ -21,6 +21,8 @@ use std::{
 use prometheus::IntGauge;
 use tokio::sync::Notify;
 
+pub use crate::output::disk::Ticket;
+
 #[derive(Debug)]
 struct Usage {
     points: usize,
@@ -127,6 +129,7 @@ impl Budget {
             budget: Some(self.clone()),
             points,
             bytes,
+            tickets: Vec::new(),
         })
     }
 
@@ -162,6 +165,7 @@ impl Budget {
             budget: Some(self.clone()),
             points,
             bytes,
+            tickets: Vec::new(),
         }
     }
 
@@ -229,6 +233,11 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// Interest in `notify` (a queue that is not a budget: a disk buffer's room).
+    pub fn new(notify: Arc<Notify>) -> Self {
+        Self { notify }
+    }
+
     /// Registers now and returns the future to await after trying: register *before* trying
     /// to acquire, so a release between the try and the wait is not missed.
     pub fn register(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
@@ -238,12 +247,16 @@ impl Waiter {
     }
 }
 
-/// Capacity taken from a [`Budget`], given back when dropped.
+/// Capacity taken from a [`Budget`], given back when dropped. It also carries the
+/// [`Ticket`]s of the disk-buffer records its points came from: they travel with the data
+/// through every split and merge, and the record is acknowledged once the last piece of it is
+/// dropped (delivered, or given up on and counted).
 #[derive(Debug, Default)]
 pub struct Permit {
     budget: Option<Budget>,
     points: usize,
     bytes: usize,
+    tickets: Vec<Arc<Ticket>>,
 }
 
 impl Permit {
@@ -265,6 +278,8 @@ impl Permit {
             budget: self.budget.clone(),
             points,
             bytes,
+            // Each piece holds the records until it is done with them.
+            tickets: self.tickets.clone(),
         }
     }
 
@@ -275,6 +290,26 @@ impl Permit {
         }
         self.points += std::mem::take(&mut other.points);
         self.bytes += std::mem::take(&mut other.bytes);
+        for t in other.tickets.drain(..) {
+            if !self.tickets.iter().any(|mine| Arc::ptr_eq(mine, &t)) {
+                self.tickets.push(t);
+            }
+        }
+    }
+
+    /// Attaches the disk-buffer records these points came from.
+    pub fn with_tickets(mut self, tickets: Vec<Arc<Ticket>>) -> Self {
+        self.tickets.extend(tickets);
+        self
+    }
+
+    /// Takes the records off (to move the points to another output's permit).
+    pub fn take_tickets(&mut self) -> Vec<Arc<Ticket>> {
+        std::mem::take(&mut self.tickets)
+    }
+
+    pub fn tickets(&self) -> &[Arc<Ticket>] {
+        &self.tickets
     }
 
     /// Lets go without releasing (the capacity was moved elsewhere).

@@ -588,7 +588,7 @@ impl Decoder {
                 op::EMPTY_DICT => self.push(&ctx, Val::Dict)?,
                 op::DICT => {
                     let start = self.pop_mark(&ctx)?;
-                    if (self.stack.len() - start) % 2 != 0 {
+                    if !(self.stack.len() - start).is_multiple_of(2) {
                         return Err(ctx.invalid("odd number of items"));
                     }
                     self.stack.truncate(start);
@@ -609,7 +609,7 @@ impl Decoder {
                     match self.below_mark(start) {
                         None => return Err(ctx.invalid("stack underflow")),
                         _ if n == 0 => {}
-                        _ if n % 2 != 0 => return Err(ctx.invalid("odd number of items")),
+                        _ if !n.is_multiple_of(2) => return Err(ctx.invalid("odd number of items")),
                         Some(Val::Dict) => {}
                         Some(_) => return Err(ctx.invalid("target is not a dict")),
                     }

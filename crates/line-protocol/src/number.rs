@@ -128,7 +128,7 @@ fn format_short(v: f64, out: &mut FloatBuffer) -> Option<usize> {
         }
         let mut m = scaled as u64;
         let mut k = k;
-        while k > 0 && m % 10 == 0 {
+        while k > 0 && m.is_multiple_of(10) {
             m /= 10;
             k -= 1;
         }

@@ -181,7 +181,7 @@ fn nfkc(input: &mut Vec<u32>, out: &mut Vec<u32>) {
             let s = c - S_BASE;
             out.push(L_BASE + s / N_COUNT);
             out.push(V_BASE + (s % N_COUNT) / T_COUNT);
-            if s % T_COUNT != 0 {
+            if !s.is_multiple_of(T_COUNT) {
                 out.push(T_BASE + s % T_COUNT);
             }
         } else if c < 0xA0 || is_quick(c) {

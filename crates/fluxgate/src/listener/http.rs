@@ -356,7 +356,8 @@ async fn write(
         let target = Target::Explicit(dest);
         let wait = match st.cfg.ack {
             AckMode::Delivered => Wait::Delivered(st.cfg.write_timeout),
-            AckMode::Durable | AckMode::Queued => Wait::AllOrNothing(st.cfg.write_timeout),
+            AckMode::Durable => Wait::Durable(st.cfg.write_timeout),
+            AckMode::Queued => Wait::AllOrNothing(st.cfg.write_timeout),
         };
         let s = batch.submit(&st.ctx, &pipeline, &target, wait).await;
         if s.timed_out > 0 || (s.accepted == 0 && s.dropped + s.closed > 0) {

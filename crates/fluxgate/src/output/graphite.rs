@@ -301,6 +301,7 @@ impl Inner {
                     body: Bytes::from(buf),
                     points: count,
                     slot: Some(i),
+                    tickets: chunk.tickets.clone(),
                 };
                 self.reserve_on(i, part, into, force);
             }
@@ -324,7 +325,7 @@ impl Inner {
                             target: head.target,
                             body: head.body,
                             points: head.points,
-                            permit,
+                            permit: permit.with_tickets(head.tickets),
                         });
                         chunk = tail;
                     }
@@ -361,7 +362,7 @@ impl Inner {
                     target: chunk.target,
                     body: chunk.body,
                     points: chunk.points,
-                    permit,
+                    permit: permit.with_tickets(chunk.tickets),
                 });
             }
             Acquire::Closed => into.closed.push(chunk),
@@ -413,12 +414,13 @@ impl Inner {
                 points: g.points,
                 permit: g.permit,
             };
-            if let Err(e) = self.dests[i].queue.push(entry) {
+            if let Err(mut e) = self.dests[i].queue.push(entry) {
                 refused.push(Chunk {
                     target: g.target,
                     body: e.body,
                     points: e.points,
                     slot: Some(i),
+                    tickets: e.permit.take_tickets(),
                 });
             }
         }
@@ -648,11 +650,12 @@ fn rehome(inner: &Inner, d: &DestCtx, index: usize, pending: &mut VecDeque<(Entr
     );
     let mut r = Reservation::default();
     let mut points = 0;
-    for e in moved {
+    for mut e in moved {
         points += e.points;
         // Released here, taken again where it lands (or here again if nowhere has room).
         let chunk = Chunk {
             target: Target::Default,
+            tickets: e.permit.take_tickets(),
             body: e.body,
             points: e.points,
             slot: None,
@@ -664,7 +667,10 @@ fn rehome(inner: &Inner, d: &DestCtx, index: usize, pending: &mut VecDeque<(Entr
     kept.extend(inner.commit(r));
     for c in kept {
         points -= c.points;
-        let permit = d.budget.force(c.points, c.body.len());
+        let permit = d
+            .budget
+            .force(c.points, c.body.len())
+            .with_tickets(c.tickets);
         let entry = Entry {
             body: c.body,
             points: c.points,
@@ -695,8 +701,9 @@ fn hand_over(
     d.queue.take_all(&mut moved);
     let chunks: Vec<Chunk> = moved
         .into_iter()
-        .map(|e| Chunk {
+        .map(|mut e| Chunk {
             target: Target::Default,
+            tickets: e.permit.take_tickets(),
             body: e.body,
             points: e.points,
             slot: Some(index),

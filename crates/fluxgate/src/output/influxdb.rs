@@ -305,7 +305,7 @@ impl Output for InfluxOutput {
                                 target: head.target,
                                 body: head.body,
                                 points: head.points,
-                                permit,
+                                permit: permit.with_tickets(head.tickets),
                             });
                             chunk = tail;
                         }
@@ -327,7 +327,7 @@ impl Output for InfluxOutput {
                 target: chunk.target,
                 body: chunk.body,
                 points: chunk.points,
-                permit,
+                permit: permit.with_tickets(chunk.tickets),
             }),
             Acquire::Closed => into.closed.push(chunk),
             Acquire::Full => match self.ctx.cfg.overflow {
@@ -361,8 +361,10 @@ impl Output for InfluxOutput {
                 points: g.points,
                 permit: g.permit,
             };
-            if let Err(Item::Entry(e)) = self.ctx.inbox.push(Item::Entry(entry)) {
-                refused.push(Chunk::new(g.target, e.body, e.points));
+            if let Err(Item::Entry(mut e)) = self.ctx.inbox.push(Item::Entry(entry)) {
+                let mut c = Chunk::new(g.target, e.body, e.points);
+                c.tickets = e.permit.take_tickets();
+                refused.push(c);
             }
         }
         refused
@@ -394,6 +396,7 @@ impl Output for InfluxOutput {
                 self.partition(&mut parts, &dest)
                     .budget
                     .force(chunk.points, chunk.body.len())
+                    .with_tickets(chunk.tickets)
             };
             let entry = Entry {
                 dest,
@@ -473,7 +476,7 @@ impl Output for InfluxOutput {
                     points: g.points,
                     permit: g.permit,
                 }),
-                Slot::Destination(_) => None,
+                Slot::Destination(_) | Slot::Disk => None,
             })
             .collect();
         Box::pin(async move {
@@ -807,20 +810,24 @@ fn hand_over_buffers(
     let mut queued = Vec::new();
     ctx.inbox.take_all(&mut queued);
     for item in queued {
-        if let Item::Entry(e) = item {
-            chunks.push(Chunk::new(Target::Explicit(e.dest), e.body, e.points));
+        if let Item::Entry(mut e) = item {
+            let mut c = Chunk::new(Target::Explicit(e.dest), e.body, e.points);
+            c.tickets = e.permit.take_tickets();
+            chunks.push(c);
         }
     }
     for (dest, p) in parts.iter_mut() {
         for l in &mut p.lanes {
             l.cut(dest, ids);
-            for req in l.ready.drain(..) {
+            for mut req in l.ready.drain(..) {
                 ids.finish(req.id);
-                chunks.push(Chunk::new(
+                let mut c = Chunk::new(
                     Target::Explicit(dest.clone()),
                     Bytes::from(req.body),
                     req.points,
-                ));
+                );
+                c.tickets = req.permit.take_tickets();
+                chunks.push(c);
             }
         }
     }
@@ -907,11 +914,21 @@ impl Ctx {
     /// Capacity goes back as each part's permit is dropped.
     async fn deliver(&self, req: Request) {
         let budget = tokio::time::Instant::now() + self.cfg.max_retry_time;
-        if let Err(points) = self.send(req, budget, &mut None).await {
-            self.metrics
-                .dropped
-                .with_label_values(&[&self.cfg.name, "retry_budget"])
-                .inc_by(points as u64);
+        if let Err(left) = self.send(req, budget, &mut None).await {
+            for req in left {
+                // Points from a disk buffer go to its dead-letter buffer rather than away.
+                let kept = match req.permit.tickets().first() {
+                    Some(t) => {
+                        t.dead_letter(&Target::Explicit(req.dest.clone()), &req.body, req.points)
+                    }
+                    None => false,
+                };
+                let reason = if kept { "dead_letter" } else { "retry_budget" };
+                self.metrics
+                    .dropped
+                    .with_label_values(&[&self.cfg.name, reason])
+                    .inc_by(req.points as u64);
+            }
         }
     }
 
@@ -927,14 +944,14 @@ impl Ctx {
         }
     }
 
-    /// The delivery loop shared by batches and writes sent at once. `Err(points)` when time
-    /// ran out with points undelivered; a refusal is recorded in `refusal` (the first one).
+    /// The delivery loop shared by batches and writes sent at once. `Err` holds what was
+    /// left undelivered when time ran out; a refusal is recorded in `refusal` (the first one).
     async fn send(
         &self,
         req: Request,
         deadline: tokio::time::Instant,
         refusal: &mut Option<Answer>,
-    ) -> Result<(), usize> {
+    ) -> Result<(), Vec<Request>> {
         let started = Instant::now();
         let mut created = false;
         let mut work = vec![req];
@@ -1007,7 +1024,8 @@ impl Ctx {
                                 "giving up after retrying for {:?} ({reason})",
                                 started.elapsed()
                             );
-                            return Err(req.points + work.iter().map(|r| r.points).sum::<usize>());
+                            work.push(req);
+                            return Err(work);
                         }
                         warn_limited!(
                             self.log_limit,

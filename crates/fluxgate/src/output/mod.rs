@@ -11,6 +11,7 @@
 //! An HTTP write reserves in every output before it commits in any (all or nothing), so a
 //! write answered 503 left nothing behind that the client's retry would duplicate.
 
+pub mod disk;
 pub mod graphite;
 pub mod influxdb;
 
@@ -45,6 +46,8 @@ pub struct Chunk {
     /// Set by an output on the part of a chunk it already placed (a Graphite destination),
     /// so what is retried after waiting goes where it was placed.
     pub(crate) slot: Option<usize>,
+    /// The disk-buffer records these points came from (acknowledged once delivered).
+    pub(crate) tickets: Vec<Arc<disk::Ticket>>,
 }
 
 impl Chunk {
@@ -54,6 +57,7 @@ impl Chunk {
             body,
             points,
             slot: None,
+            tickets: Vec::new(),
         }
     }
 
@@ -84,12 +88,14 @@ impl Chunk {
             body: self.body.slice(..at),
             points,
             slot: self.slot,
+            tickets: self.tickets.clone(),
         };
         let tail = Chunk {
             target: self.target.clone(),
             body: self.body.slice(at..),
             points: self.points - points,
             slot: self.slot,
+            tickets: self.tickets.clone(),
         };
         Some((head, tail))
     }
@@ -112,6 +118,8 @@ pub(crate) enum Slot {
     Partition(Destination),
     /// A Graphite destination by index.
     Destination(usize),
+    /// A disk buffer's log.
+    Disk,
 }
 
 /// Capacity taken for one part of a chunk, not yet queued.
@@ -242,6 +250,19 @@ pub trait Output: Send + Sync + fmt::Debug + 'static {
             Answer::Unavailable("shutting down".into())
         };
         Box::pin(std::future::ready(answer))
+    }
+
+    /// Whether what it holds survives the process (a disk buffer): at the shutdown deadline
+    /// it is kept for the next start, not lost.
+    fn persists(&self) -> bool {
+        false
+    }
+
+    /// Commits and resolves once what was committed is on disk and fsynced (`ack =
+    /// "durable"`); false from an output that keeps nothing on disk.
+    fn commit_durable(&self, reservation: Reservation) -> BoxFuture<'static, bool> {
+        self.commit(reservation);
+        Box::pin(std::future::ready(false))
     }
 
     /// Resolves once every point for database `db` that was committed before the call has
