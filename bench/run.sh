@@ -12,6 +12,8 @@
 # Settings (environment):
 #   LINES=2000000 CONNECTIONS=2 RUNS=5 NAMES=50000   the workload
 #   FLUSH_INTERVAL=100ms   the output's flush_interval (everything else is the default)
+#   BUFFER=memory          disk = the output gets buffer = "disk" (a log under the run's
+#                          directory, fsynced every flush_interval)
 #   RUN_TIMEOUT=120        seconds one run may take before it counts as failed
 #   BUILD=1                0 = use the binaries already built
 #   PROFILE=0              1 = one more run under `perf record` (if perf is installed);
@@ -33,6 +35,7 @@ CONNECTIONS=${CONNECTIONS:-2}
 RUNS=${RUNS:-5}
 NAMES=${NAMES:-50000}
 FLUSH_INTERVAL=${FLUSH_INTERVAL:-100ms}
+BUFFER=${BUFFER:-memory}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 BUILD=${BUILD:-1}
 PROFILE=${PROFILE:-0}
@@ -92,6 +95,9 @@ run_once() {
 [log]
 level = "warn"
 
+[gateway]
+data_dir = "$dir/data"
+
 [listeners.plaintext]
 tcp = "127.0.0.1:$plain_port"
 
@@ -105,6 +111,7 @@ templates = ["servers.* .dc.host.measurement.field*"]
 name = "bench"
 url = "http://$sink_addr"
 flush_interval = "$FLUSH_INTERVAL"
+buffer = "$BUFFER"
 EOF
     cp "$dir/fluxgate.toml" "$WORK/fluxgate.toml"
     "$BIN/fluxgate" run --config "$dir/fluxgate.toml" >"$dir/fluxgate.log" 2>&1 &

@@ -352,6 +352,10 @@ async fn handle(req: Request<Incoming>, stats: &Stats, max_body: usize) -> Respo
         (&Method::POST, "/write" | "/api/v2/write") => {}
         (&Method::GET | &Method::HEAD, "/ping") => return respond(StatusCode::NO_CONTENT, ""),
         (&Method::GET, "/health") => return respond(StatusCode::OK, r#"{"status":"pass"}"#),
+        // The CREATE DATABASE an output sends at start.
+        (&Method::POST | &Method::GET, "/query") => {
+            return respond(StatusCode::OK, r#"{"results":[{"statement_id":0}]}"#)
+        }
         _ => return respond(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     }
     stats.requests.fetch_add(1, Ordering::Relaxed);

@@ -477,6 +477,13 @@ pub fn start_buffered(output: &Arc<DiskBuffered>, tasks: &mut JoinSet<()>) {
             if me.shared.buffer.appended_since_sync() > 0 {
                 me.shared.sync().await;
             }
+            let m = &me.shared.metrics;
+            m.buffer_records
+                .with_label_values(&[&me.shared.name])
+                .set(me.shared.buffer.pending_records() as i64);
+            m.buffer_bytes
+                .with_label_values(&[&me.shared.name])
+                .set(me.shared.buffer.disk_bytes() as i64);
             if me.closed() && me.inner.outstanding() == 0 {
                 break;
             }
