@@ -1092,9 +1092,20 @@ impl Buffer {
 
 impl Drop for Buffer {
     /// Writes out buffered appends (without fsync): a clean shutdown loses nothing to a
-    /// process exit, only to a machine crash.
+    /// process exit, only to a machine crash. A segment being written whose every record was
+    /// acked is deleted: acks are not kept on disk, and it would otherwise be read again at
+    /// the next open (a drained dead-letter buffer would replay forever).
     fn drop(&mut self) {
-        let _ = lock(&self.state).writer.flush();
+        let mut st = lock(&self.state);
+        let _ = st.writer.flush();
+        let id = st.writer.id;
+        let done = st
+            .segments
+            .get(&id)
+            .is_some_and(|seg| seg.records() > 0 && seg.all_acked());
+        if done {
+            let _ = st.delete(id);
+        }
     }
 }
 
@@ -1107,6 +1118,19 @@ mod tests {
             max_bytes,
             segment_bytes,
         }
+    }
+
+    #[test]
+    fn a_fully_acked_segment_is_gone_after_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, _) = Buffer::open(dir.path(), Options::default()).unwrap();
+        let a = b.append(b"alpha").unwrap();
+        b.sync().unwrap();
+        b.ack(a).unwrap();
+        drop(b);
+        let (b, rec) = Buffer::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(rec.records, 0);
+        assert!(b.read_next().unwrap().is_none());
     }
 
     #[test]

@@ -471,36 +471,57 @@ impl Gateway {
                 };
                 let local = tcp.local_addr().map_err(bind_err)?;
                 let t = tracker.clone();
+                let tls_err = |message: String| Error::Tls {
+                    listener: name,
+                    message,
+                };
                 match name {
                     "plaintext_tcp" => {
                         let max_line = l.plaintext.max_line_bytes;
+                        let p = &l.plaintext;
+                        let opts = listener::TcpOptions {
+                            max_connections: p.max_connections,
+                            idle_timeout: p.idle_timeout,
+                            tls: acceptor(&p.tls_cert, &p.tls_key, &p.tls_client_ca, &[])
+                                .map_err(tls_err)?,
+                        };
                         tracker.spawn(listener::serve_tcp(
                             tcp.clone(),
                             ctx,
-                            l.plaintext.max_connections,
-                            move |s, peer, ctx| {
-                                t.track_future(listener::plaintext::connection(
-                                    s, peer, ctx, max_line,
-                                ))
+                            opts,
+                            t,
+                            move |s, peer, ctx, idle| {
+                                listener::plaintext::connection(s, peer, ctx, idle, max_line)
                             },
                         ));
                     }
                     "pickle" => {
-                        let (max_frame, max_line) =
-                            (l.pickle.max_frame_bytes, l.pickle.max_line_bytes);
+                        let p = &l.pickle;
+                        let (max_frame, max_line) = (p.max_frame_bytes, p.max_line_bytes);
+                        let opts = listener::TcpOptions {
+                            max_connections: p.max_connections,
+                            idle_timeout: p.idle_timeout,
+                            tls: acceptor(&p.tls_cert, &p.tls_key, &p.tls_client_ca, &[])
+                                .map_err(tls_err)?,
+                        };
                         tracker.spawn(listener::serve_tcp(
                             tcp.clone(),
                             ctx,
-                            l.pickle.max_connections,
-                            move |s, peer, ctx| {
-                                t.track_future(listener::pickle::connection(
-                                    s, peer, ctx, max_frame, max_line,
-                                ))
+                            opts,
+                            t,
+                            move |s, peer, ctx, idle| {
+                                listener::pickle::connection(
+                                    s, peer, ctx, idle, max_frame, max_line,
+                                )
                             },
                         ));
                     }
                     _ => {
-                        tracker.spawn(listener::http::serve(tcp.clone(), ctx, l.http.clone(), t));
+                        let h = &l.http;
+                        let tls =
+                            acceptor(&h.tls_cert, &h.tls_key, &h.tls_client_ca, &[b"http/1.1"])
+                                .map_err(tls_err)?;
+                        tracker.spawn(listener::http::serve(tcp.clone(), ctx, h.clone(), tls, t));
                     }
                 }
                 (Socket::Tcp(tcp), local)
@@ -626,17 +647,45 @@ fn build_pipeline(
     })
 }
 
+/// A TLS acceptor for a listener's `tls_cert` / `tls_key` / `tls_client_ca`, if set.
+fn acceptor(
+    cert: &Option<String>,
+    key: &Option<String>,
+    client_ca: &Option<String>,
+    alpn: &[&[u8]],
+) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    let config =
+        crate::tls::server_config(cert.as_deref(), key.as_deref(), client_ca.as_deref(), alpn)?;
+    Ok(config.map(tokio_rustls::TlsAcceptor::from))
+}
+
 /// A listener's settings as a comparable value: it restarts on reload only if this changed.
+/// The contents of its certificate files count too, so a renewed certificate is picked up by
+/// a SIGHUP. Secrets (`users`, `tokens`) are compared by digest.
 fn fingerprint_of(name: &str, config: &Config) -> String {
     let l = &config.listeners;
+    let files = |c: &Option<String>, k: &Option<String>, ca: &Option<String>| {
+        crate::tls::files_fingerprint([c.as_deref(), k.as_deref(), ca.as_deref()])
+    };
     match name {
         "plaintext_tcp" => format!(
-            "{:?}",
+            "{:?} {}",
             (
                 &l.plaintext.tcp,
                 l.plaintext.max_line_bytes,
-                l.plaintext.max_connections
-            )
+                l.plaintext.max_connections,
+                l.plaintext.idle_timeout,
+                (
+                    &l.plaintext.tls_cert,
+                    &l.plaintext.tls_key,
+                    &l.plaintext.tls_client_ca
+                ),
+            ),
+            files(
+                &l.plaintext.tls_cert,
+                &l.plaintext.tls_key,
+                &l.plaintext.tls_client_ca
+            ),
         ),
         "plaintext_udp" => format!(
             "{:?}",
@@ -646,7 +695,28 @@ fn fingerprint_of(name: &str, config: &Config) -> String {
                 l.plaintext.max_datagram_bytes
             )
         ),
-        "pickle" => format!("{:?}", l.pickle),
-        _ => format!("{:?}", l.http),
+        "pickle" => format!(
+            "{:?} {}",
+            l.pickle,
+            files(
+                &l.pickle.tls_cert,
+                &l.pickle.tls_key,
+                &l.pickle.tls_client_ca
+            )
+        ),
+        _ => {
+            let secrets = l
+                .http
+                .users
+                .iter()
+                .chain(&l.http.tokens)
+                .map(|s| Some(s.expose()));
+            format!(
+                "{:?} {} {}",
+                l.http,
+                files(&l.http.tls_cert, &l.http.tls_key, &l.http.tls_client_ca),
+                crate::tls::digest_strings(secrets),
+            )
+        }
     }
 }

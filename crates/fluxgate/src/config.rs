@@ -156,6 +156,16 @@ pub struct PlaintextListener {
     pub max_connections: usize,
     /// Largest UDP datagram read; the rest of a longer one is lost by the kernel.
     pub max_datagram_bytes: usize,
+    /// A TCP connection that sends nothing for this long is closed (carbon-c-relay closes
+    /// idle connections too); 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// TLS on the TCP listener (UDP stays plain): certificate chain and key, PEM files.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// PEM file of the CAs a client certificate must chain to: set, clients without a
+    /// valid certificate are refused (mutual TLS).
+    pub tls_client_ca: Option<String>,
 }
 
 impl Default for PlaintextListener {
@@ -166,6 +176,10 @@ impl Default for PlaintextListener {
             max_line_bytes: 16384,
             max_connections: 10000,
             max_datagram_bytes: 65536,
+            idle_timeout: DEFAULT_TCP_IDLE,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -181,7 +195,16 @@ pub struct PickleListener {
     /// line that long would be.
     pub max_line_bytes: usize,
     pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed; 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_client_ca: Option<String>,
 }
+
+/// Graphite TCP listeners close connections idle this long by default.
+const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(300);
 
 impl Default for PickleListener {
     fn default() -> Self {
@@ -190,6 +213,10 @@ impl Default for PickleListener {
             max_frame_bytes: 1 << 20,
             max_line_bytes: 16384,
             max_connections: 10000,
+            idle_timeout: DEFAULT_TCP_IDLE,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -213,6 +240,39 @@ pub struct HttpListener {
     #[serde(with = "humantime_serde")]
     pub query_wait: Duration,
     pub max_connections: usize,
+    /// `"name:password"` pairs accepted on writes, queries and (see `metrics_auth`)
+    /// `/metrics`: v1 `u`/`p`, Basic auth or `Authorization: Token name:password`.
+    /// `FLUXGATE_HTTP_USERS` (comma-separated) replaces the list.
+    pub users: Vec<Secret>,
+    /// v2-style tokens (`Authorization: Token <t>`). `FLUXGATE_HTTP_TOKENS` replaces the list.
+    pub tokens: Vec<Secret>,
+    /// Whether `/metrics` needs credentials; unset: it does whenever `users` or `tokens` is set.
+    pub metrics_auth: Option<bool>,
+    /// What `/query` lets through to the upstream.
+    pub query: QueryPolicy,
+    /// How long a client may take to send a request's headers (slowloris defence).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed; 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// HTTPS: certificate chain and private key (PEM files).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// Clients must present a certificate signed by one of these CAs (mutual TLS).
+    pub tls_client_ca: Option<String>,
+}
+
+impl HttpListener {
+    /// Whether credentials are required at all.
+    pub fn auth_enabled(&self) -> bool {
+        !self.users.is_empty() || !self.tokens.is_empty()
+    }
+
+    /// Whether `/metrics` requires credentials.
+    pub fn metrics_needs_auth(&self) -> bool {
+        self.metrics_auth.unwrap_or(true) && self.auth_enabled()
+    }
 }
 
 impl Default for HttpListener {
@@ -224,6 +284,15 @@ impl Default for HttpListener {
             ack: AckMode::Delivered,
             query_wait: Duration::from_secs(5),
             max_connections: 1024,
+            users: Vec::new(),
+            tokens: Vec::new(),
+            metrics_auth: None,
+            query: QueryPolicy::ReadOnly,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -240,6 +309,66 @@ pub enum AckMode {
     Durable,
     /// 204 once the points are in the outputs' memory queues.
     Queued,
+}
+
+/// What the `/query` proxy passes to the upstream InfluxDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryPolicy {
+    /// Every statement.
+    Passthrough,
+    /// Only `SELECT` (without `INTO`) and `SHOW` statements; the rest answers 403.
+    ReadOnly,
+    /// No `/query` at all (404).
+    Off,
+}
+
+impl fmt::Display for QueryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Passthrough => "passthrough",
+            Self::ReadOnly => "read_only",
+            Self::Off => "off",
+        })
+    }
+}
+
+/// A secret from the config: compared and used, never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// `url` with any password in its userinfo replaced by `***`, for printing.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string().trim_end_matches('/').to_owned()
+                + if url.ends_with('/') { "/" } else { "" }
+        }
+        Ok(_) => url.to_owned(),
+        // Unparsable: print only up to the userinfo, if there is one.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+            _ => url.to_owned(),
+        },
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -356,6 +485,13 @@ pub struct GraphiteOutputConfig {
     pub name_encoding: metric_name::Encoding,
     /// Encode `/` inside a segment as `%2F` (carbon would read it as a directory).
     pub encode_slash: bool,
+    /// Connect to the destinations over TLS.
+    pub tls: bool,
+    /// PEM file of the CAs to trust instead of the system's (with `tls`).
+    pub tls_ca: Option<String>,
+    /// The name the destinations' certificates are checked against; unset: each
+    /// destination's host.
+    pub tls_server_name: Option<String>,
 }
 
 impl GraphiteOutputConfig {
@@ -414,6 +550,9 @@ impl Default for GraphiteOutputConfig {
             bool_mode: i2g.bool_mode,
             name_encoding: i2g.name_encoding,
             encode_slash: i2g.encode_slash,
+            tls: false,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -499,6 +638,8 @@ pub struct InfluxOutputConfig {
     /// long a destination can stay full.
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
+    /// PEM file of the CAs to trust for an `https://` url instead of the system's.
+    pub tls_ca: Option<String>,
 }
 
 impl InfluxOutputConfig {
@@ -553,6 +694,7 @@ impl Default for InfluxOutputConfig {
             replay_rate: 500_000,
             create_database: true,
             stall_timeout: Duration::ZERO,
+            tls_ca: None,
         }
     }
 }
@@ -578,8 +720,23 @@ impl Config {
     }
 
     /// Secrets may stay out of the file: `FLUXGATE_<OUTPUT NAME>_PASSWORD` and `_TOKEN`
-    /// (name upper-cased, other characters as `_`) override the file's values.
+    /// (name upper-cased, other characters as `_`) override the file's values, and
+    /// `FLUXGATE_HTTP_USERS` / `FLUXGATE_HTTP_TOKENS` (comma-separated) replace the HTTP
+    /// listener's `users` / `tokens`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let list = |v: String| -> Vec<Secret> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new)
+                .collect()
+        };
+        if let Some(v) = get("FLUXGATE_HTTP_USERS") {
+            self.listeners.http.users = list(v);
+        }
+        if let Some(v) = get("FLUXGATE_HTTP_TOKENS") {
+            self.listeners.http.tokens = list(v);
+        }
         for out in &mut self.outputs.influxdb {
             let prefix = env_prefix(&out.name);
             if let Some(v) = get(&format!("{prefix}_PASSWORD")) {
@@ -640,11 +797,54 @@ impl Config {
                 ),
             ));
         }
-        if self.listeners.http.max_body_bytes == 0 {
+        let h = &self.listeners.http;
+        if h.max_body_bytes == 0 {
             return Err(ConfigError::invalid(
                 "listeners.http",
                 "max_body_bytes must be greater than zero",
             ));
+        }
+        if h.header_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "listeners.http",
+                "header_timeout must be greater than zero",
+            ));
+        }
+        for (i, u) in h.users.iter().enumerate() {
+            match u.expose().split_once(':') {
+                Some((name, _)) if !name.is_empty() => {}
+                // The entry is a secret: say which one, not what it holds.
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "listeners.http",
+                        format!("users[{i}] must be \"name:password\""),
+                    ))
+                }
+            }
+        }
+        if h.tokens.iter().any(|t| t.expose().is_empty()) {
+            return Err(ConfigError::invalid(
+                "listeners.http",
+                "tokens must not be empty",
+            ));
+        }
+        for (section, cert, key, ca) in [
+            ("listeners.http", &h.tls_cert, &h.tls_key, &h.tls_client_ca),
+            (
+                "listeners.plaintext",
+                &p.tls_cert,
+                &p.tls_key,
+                &p.tls_client_ca,
+            ),
+            (
+                "listeners.pickle",
+                &self.listeners.pickle.tls_cert,
+                &self.listeners.pickle.tls_key,
+                &self.listeners.pickle.tls_client_ca,
+            ),
+        ] {
+            crate::tls::server_config(cert.as_deref(), key.as_deref(), ca.as_deref(), &[])
+                .map_err(|e| ConfigError::invalid(section, e))?;
         }
         for addr in [
             &p.tcp,
@@ -673,11 +873,15 @@ impl Config {
             }
             let url = reqwest::Url::parse(&out.url)
                 .map_err(|e| ConfigError::invalid(&section, format!("bad url: {e}")))?;
-            if url.scheme() != "http" {
+            if url.scheme() != "http" && url.scheme() != "https" {
                 return Err(ConfigError::invalid(
                     &section,
-                    "url must be http:// (put TLS termination in front of the upstream)",
+                    "url must be http:// or https://",
                 ));
+            }
+            if let Some(ca) = &out.tls_ca {
+                crate::tls::load_certs(ca)
+                    .map_err(|e| ConfigError::invalid(&section, format!("tls_ca: {e}")))?;
             }
             if out.batch_size == 0 || out.max_in_flight == 0 || out.queue_points == 0 {
                 return Err(ConfigError::invalid(
@@ -766,6 +970,21 @@ impl Config {
             .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
             crate::translate::influx::InfluxToGraphite::new(&out.to_graphite_config())
                 .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
+            if !out.tls && (out.tls_ca.is_some() || out.tls_server_name.is_some()) {
+                return Err(ConfigError::invalid(
+                    &section,
+                    "tls_ca and tls_server_name need tls = true",
+                ));
+            }
+            if out.tls {
+                crate::tls::client_config(out.tls_ca.as_deref())
+                    .map_err(|e| ConfigError::invalid(&section, format!("tls: {e}")))?;
+                if let Some(n) = &out.tls_server_name {
+                    rustls::pki_types::ServerName::try_from(n.as_str()).map_err(|e| {
+                        ConfigError::invalid(&section, format!("tls_server_name {n:?}: {e}"))
+                    })?;
+                }
+            }
         }
         self.graphite
             .templates()
@@ -923,6 +1142,97 @@ mod tests {
             e,
             "rewrite[0]: replacement \"a b\" contains whitespace, which no Graphite name can hold"
         );
+    }
+
+    #[test]
+    fn http_credentials_come_from_the_environment_too() {
+        let mut c: Config =
+            toml::from_str("[listeners.http]\nusers = [\"a:file\"]\ntokens = [\"t\"]\n").unwrap();
+        c.apply_env(|k| match k {
+            "FLUXGATE_HTTP_USERS" => Some("bob:pw1, carol:pw:2".into()),
+            _ => None,
+        });
+        assert_eq!(
+            c.listeners.http.users,
+            vec![Secret::new("bob:pw1"), Secret::new("carol:pw:2")]
+        );
+        assert_eq!(c.listeners.http.tokens, vec![Secret::new("t")]);
+        c.apply_env(|k| (k == "FLUXGATE_HTTP_TOKENS").then(|| "x,y".into()));
+        assert_eq!(c.listeners.http.tokens.len(), 2);
+        // Never printed.
+        let debug = format!("{:?}", c.listeners.http);
+        assert!(
+            !debug.contains("pw1") && !debug.contains("\"x\""),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn security_defaults_are_the_safe_ones() {
+        let h = Config::from_toml("", "t").unwrap().listeners.http;
+        assert_eq!(h.query, QueryPolicy::ReadOnly);
+        assert!(!h.auth_enabled() && !h.metrics_needs_auth());
+        assert_eq!(h.header_timeout, Duration::from_secs(10));
+        assert_eq!(h.idle_timeout, Duration::from_secs(60));
+        let c = Config::from_toml("[listeners.http]\ntokens = [\"t\"]\n", "t").unwrap();
+        assert!(c.listeners.http.metrics_needs_auth());
+        let c = Config::from_toml(
+            "[listeners.http]\ntokens = [\"t\"]\nmetrics_auth = false\n",
+            "t",
+        )
+        .unwrap();
+        assert!(!c.listeners.http.metrics_needs_auth());
+        assert_eq!(
+            Config::from_toml("", "t")
+                .unwrap()
+                .listeners
+                .plaintext
+                .idle_timeout,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn bad_security_settings_are_refused_without_echoing_secrets() {
+        let e = Config::from_toml("[listeners.http]\nusers = [\"nocolon-secret\"]\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "listeners.http: users[0] must be \"name:password\"");
+        let e = Config::from_toml("[listeners.http]\ntls_cert = \"/nonexistent.pem\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs both tls_cert and tls_key"), "{e}");
+        let e = Config::from_toml("[listeners.http]\nquery = \"all\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant `all`"), "{e}");
+        let e = Config::from_toml(
+            "[[outputs.graphite]]\nname=\"c\"\ndestinations=[\"127.0.0.1:1\"]\ntls_ca=\"/x\"\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("need tls = true"), "{e}");
+        // https is accepted now.
+        Config::from_toml(
+            "[[outputs.influxdb]]\nname=\"a\"\nurl=\"https://127.0.0.1:1\"\n",
+            "t",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("http://admin:PW@127.0.0.1:8086"),
+            "http://admin:***@127.0.0.1:8086"
+        );
+        assert_eq!(
+            redact_url("https://admin:p%40ss@host:1/influx/"),
+            "https://admin:***@host:1/influx/"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8086"), "http://127.0.0.1:8086");
+        assert_eq!(redact_url("http://u:x@[bad"), "http://***@[bad");
     }
 
     #[test]

@@ -32,8 +32,11 @@ pub fn describe(config: &Config) -> String {
             "plaintext tcp",
             &l.plaintext.tcp,
             format!(
-                "max_line_bytes={} max_connections={}",
-                l.plaintext.max_line_bytes, l.plaintext.max_connections
+                "max_line_bytes={} max_connections={} idle_timeout={:?}{}",
+                l.plaintext.max_line_bytes,
+                l.plaintext.max_connections,
+                l.plaintext.idle_timeout,
+                tls_note(&l.plaintext.tls_cert, &l.plaintext.tls_client_ca)
             ),
         ),
         (
@@ -45,16 +48,29 @@ pub fn describe(config: &Config) -> String {
             "pickle tcp",
             &l.pickle.tcp,
             format!(
-                "max_frame_bytes={} max_connections={}",
-                l.pickle.max_frame_bytes, l.pickle.max_connections
+                "max_frame_bytes={} max_connections={} idle_timeout={:?}{}",
+                l.pickle.max_frame_bytes,
+                l.pickle.max_connections,
+                l.pickle.idle_timeout,
+                tls_note(&l.pickle.tls_cert, &l.pickle.tls_client_ca)
             ),
         ),
         (
             "http",
             &l.http.address,
             format!(
-                "max_body_bytes={} max_connections={}",
-                l.http.max_body_bytes, l.http.max_connections
+                "max_body_bytes={} max_connections={} header_timeout={:?} idle_timeout={:?} \
+                 auth={} (users: {}, tokens: {}) metrics_auth={} query={}{}",
+                l.http.max_body_bytes,
+                l.http.max_connections,
+                l.http.header_timeout,
+                l.http.idle_timeout,
+                if l.http.auth_enabled() { "on" } else { "off" },
+                l.http.users.len(),
+                l.http.tokens.len(),
+                l.http.metrics_needs_auth(),
+                l.http.query,
+                tls_note(&l.http.tls_cert, &l.http.tls_client_ca)
             ),
         ),
     ] {
@@ -97,13 +113,24 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(
             s,
             "  influxdb {:?} {} {} {dest} batch_size={} flush_interval={:?} max_in_flight={} queue_points={} overflow={:?} gzip={}",
-            o.name, o.api, o.url, o.batch_size, o.flush_interval, o.max_in_flight, o.queue_points, o.overflow, o.gzip
+            o.name, o.api, crate::config::redact_url(&o.url), o.batch_size, o.flush_interval, o.max_in_flight, o.queue_points, o.overflow, o.gzip
         );
     }
     for o in &config.outputs.graphite {
+        let tls = if o.tls {
+            format!(
+                " tls (ca: {}, server name: {})",
+                o.tls_ca.as_deref().unwrap_or("system"),
+                o.tls_server_name
+                    .as_deref()
+                    .unwrap_or("each destination's host")
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "  graphite {:?} {:?} cluster={} replication={} destinations={:?} batch_size={} queue_points={} (per destination) overflow={:?} template={:?}",
+            "  graphite {:?} {:?} cluster={} replication={} destinations={:?} batch_size={} queue_points={} (per destination) overflow={:?} template={:?}{tls}",
             o.name, o.protocol, o.cluster, o.replication, o.destinations, o.batch_size, o.queue_points, o.overflow, o.template
         );
     }
@@ -134,6 +161,15 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(s, "  rewrite[{i}] {:?} -> {:?}", r.pattern, r.replace);
     }
     s
+}
+
+/// ` tls (cert ..., client certificates required)` when a listener has TLS.
+fn tls_note(cert: &Option<String>, client_ca: &Option<String>) -> String {
+    match (cert, client_ca) {
+        (None, _) => String::new(),
+        (Some(c), None) => format!(" tls (cert {c})"),
+        (Some(c), Some(ca)) => format!(" tls (cert {c}, client certificates from {ca} required)"),
+    }
 }
 
 /// An output as `dry-run` sees it: enough to translate and place, nothing started.

@@ -14,6 +14,7 @@ pub mod output;
 pub mod pipeline;
 pub mod queue;
 pub mod route;
+pub mod tls;
 pub mod translate;
 
 pub use app::Gateway;
@@ -29,6 +30,11 @@ pub enum Error {
         listener: &'static str,
         address: String,
         source: std::io::Error,
+    },
+    #[error("listener {listener}: TLS: {message}")]
+    Tls {
+        listener: &'static str,
+        message: String,
     },
     #[error("output {output:?}: {message}")]
     Output { output: String, message: String },

@@ -34,6 +34,8 @@ pub(crate) enum Read {
     Eof,
     /// The listener is stopping: buffered whole lines count, a cut-off tail does not.
     Stopped,
+    /// The peer sent nothing for `idle_timeout` (counted): handled as [`Read::Stopped`].
+    Idle,
 }
 
 /// A batch this large is handed on in the middle of a read: a pickle frame can name one
@@ -67,16 +69,35 @@ impl GraphiteBatch {
     /// [`STOP_DRAIN_BYTES`]): the sender wrote it before the connection closed, and a
     /// close with unread data would reset the connection. The caller then parses only whole
     /// lines or frames: a tail cut by the stop is not the sender's last line.
+    ///
+    /// A peer that sends nothing for `idle` (zero: no limit) is given up on: counted as
+    /// `idle_timeout` and answered [`Read::Idle`]. The clock runs only while waiting for
+    /// the peer, never while the connection waits for room in the pipeline.
     pub(crate) async fn read_more(
         &self,
-        stream: &mut tokio::net::TcpStream,
+        stream: &mut crate::tls::Conn,
         buf: &mut bytes::BytesMut,
         chunk: usize,
+        idle: std::time::Duration,
     ) -> Read {
         use tokio::io::AsyncReadExt;
         buf.reserve(chunk);
+        let idle_timer = async {
+            if idle.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(idle).await
+            }
+        };
         let read = tokio::select! {
             r = stream.read_buf(buf) => r,
+            _ = idle_timer => {
+                self.reject(
+                    "idle_timeout",
+                    &format_args!("nothing received for {idle:?}: closing the connection"),
+                );
+                return Read::Idle;
+            }
             _ = self.ctx.cancel.cancelled() => {
                 let mut drained = 0;
                 while drained < STOP_DRAIN_BYTES {

@@ -5,7 +5,12 @@
 //! title case (`X-Influxdb-Version`), because some clients (aioinflux) read them from a
 //! case-sensitive dict; and the connection limit and graceful shutdown are ours to enforce.
 
-use std::{collections::HashMap, io::Read, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashMap,
+    io::Read,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     body::{Body, Bytes},
@@ -16,15 +21,19 @@ use axum::{
     Router,
 };
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{net::TcpListener, sync::Semaphore, time::Instant};
 use tokio_util::task::TaskTracker;
 
-use super::ListenerCtx;
+use super::{
+    auth::{Auth, Credentials},
+    ListenerCtx,
+};
 use crate::{
-    config::{AckMode, HttpListener, InfluxApi},
+    config::{AckMode, HttpListener, InfluxApi, QueryPolicy},
     output::influxdb::{Destination, Target},
     output::{influxdb::InfluxOutput, Answer, Output},
     pipeline::{Batch, Wait},
+    tls::Conn,
     warn_limited,
 };
 
@@ -36,6 +45,7 @@ const INFLUXDB_VERSION: &str = "1.8.10";
 struct HttpState {
     ctx: Arc<ListenerCtx>,
     cfg: HttpListener,
+    auth: Auth,
 }
 
 type AppState = State<Arc<HttpState>>;
@@ -44,11 +54,17 @@ pub async fn serve(
     listener: Arc<TcpListener>,
     ctx: Arc<ListenerCtx>,
     cfg: HttpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     tracker: TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let timeouts = Timeouts {
+        header: cfg.header_timeout,
+        idle: cfg.idle_timeout,
+    };
     let state = Arc::new(HttpState {
         ctx: ctx.clone(),
+        auth: Auth::new(&cfg),
         cfg,
     });
     let router = Router::new()
@@ -82,23 +98,270 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let cancel = ctx.cancel.clone();
         let conn_ctx = ctx.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
             conn_ctx.connections.inc();
-            let conn = hyper::server::conn::http1::Builder::new()
-                .title_case_headers(true)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            // The handshake counts against the header timeout: a client that connects and
+            // sends nothing holds its slot for no longer than one that trickles headers.
+            let activity = Activity::new();
+            let io = match tls {
+                None => Some(Conn::Plain(stream)),
+                Some(acceptor) => tokio::select! {
+                    r = tokio::time::timeout(timeouts.header, acceptor.accept(stream)) => match r {
+                        Ok(Ok(s)) => Some(Conn::Server(Box::new(s))),
+                        Ok(Err(e)) => {
+                            conn_ctx.reject("tls_handshake", 1);
+                            warn_limited!(conn_ctx.log_limit, listener = conn_ctx.name, %peer, "TLS handshake failed: {e}");
+                            None
+                        }
+                        Err(_) => {
+                            conn_ctx.reject("header_timeout", 1);
+                            None
+                        }
+                    },
+                    _ = cancel.cancelled() => None,
+                },
+            };
+            if let Some(io) = io {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .title_case_headers(true)
+                    .keep_alive(true)
+                    // Our own watchdog below does it: hyper's timer also runs while a
+                    // keep-alive connection waits for its next request, so it cannot tell
+                    // a slow client from an idle one.
+                    .header_read_timeout(None)
+                    .serve_connection(
+                        TokioIo::new(TimedIo::new(io, activity.clone())),
+                        Marked {
+                            inner: service,
+                            activity: activity.clone(),
+                        },
+                    );
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    reason = activity.expired(timeouts) => {
+                        conn_ctx.reject(reason, 1);
+                    }
+                    _ = cancel.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
                 }
             }
             conn_ctx.connections.dec();
             drop(permit);
         });
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    idle: Duration,
+}
+
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request's headers to end (since the connection opened, or since the
+    /// first byte of a keep-alive connection's next request): `header_timeout` applies.
+    Head,
+    /// Headers complete, the request is being handled (its body read, the answer made).
+    Busy,
+    /// Answered (its body may still be streaming out); a keep-alive connection then waits
+    /// for its next request.
+    Idle,
+}
+
+#[derive(Debug)]
+struct ActivityState {
+    phase: Phase,
+    /// When `Head` began.
+    head_since: Instant,
+    /// The last byte read or written.
+    last_io: Instant,
+}
+
+/// Tracks a connection for [`Timeouts`]: `header_timeout` from the start of a request's
+/// headers to their end (hyper handing the request to the service); `idle_timeout` for a
+/// connection that moves no byte, between requests or inside one (a client that stalls in
+/// the middle of a body, or never reads its answer).
+#[derive(Debug)]
+struct Activity(std::sync::Mutex<ActivityState>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Self(std::sync::Mutex::new(ActivityState {
+            phase: Phase::Head,
+            head_since: now,
+            last_io: now,
+        })))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) {
+        let now = Instant::now();
+        let mut st = self.state();
+        st.last_io = now;
+        if st.phase == Phase::Idle {
+            st.phase = Phase::Head;
+            st.head_since = now;
+        }
+    }
+
+    fn wrote(&self) {
+        self.state().last_io = Instant::now();
+    }
+
+    fn request_started(&self) {
+        self.state().phase = Phase::Busy;
+    }
+
+    fn answered(&self) {
+        let mut st = self.state();
+        st.phase = Phase::Idle;
+        st.last_io = Instant::now();
+    }
+
+    /// Resolves, with the `rejected` reason, when the connection overstayed a timeout.
+    async fn expired(&self, t: Timeouts) -> &'static str {
+        // Phases change without waking this task, so it looks again at least this often;
+        // a deadline is therefore noticed at most one recheck late.
+        let recheck = if t.idle.is_zero() {
+            t.header
+        } else {
+            t.header.min(t.idle)
+        }
+        .max(Duration::from_millis(20))
+            / 2;
+        loop {
+            let (deadline, reason) = {
+                let st = self.state();
+                match st.phase {
+                    Phase::Head => (Some(st.head_since + t.header), "header_timeout"),
+                    _ if t.idle.is_zero() => (None, "idle_timeout"),
+                    _ => (Some(st.last_io + t.idle), "idle_timeout"),
+                }
+            };
+            let now = Instant::now();
+            match deadline {
+                Some(d) if d <= now => return reason,
+                Some(d) => tokio::time::sleep_until(d.min(now + recheck)).await,
+                None => tokio::time::sleep(recheck).await,
+            }
+        }
+    }
+}
+
+/// The router, telling the connection's [`Activity`] when a request's headers are in and
+/// when it has been answered.
+#[derive(Debug, Clone)]
+struct Marked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, R> hyper::service::Service<R> for Marked<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        self.activity.request_started();
+        let answer = self.inner.call(req);
+        let activity = self.activity.clone();
+        Box::pin(async move {
+            let r = answer.await;
+            activity.answered();
+            r
+        })
+    }
+}
+
+/// A connection that reports what it reads and writes to its [`Activity`].
+#[derive(Debug)]
+struct TimedIo {
+    io: Conn,
+    activity: Arc<Activity>,
+}
+
+impl TimedIo {
+    fn new(io: Conn, activity: Arc<Activity>) -> Self {
+        Self { io, activity }
+    }
+}
+
+impl tokio::io::AsyncRead for TimedIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &r {
+            if buf.filled().len() > before {
+                self.activity.read();
+            }
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for TimedIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            if *n > 0 {
+                self.activity.wrote();
+            }
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            if *n > 0 {
+                self.activity.wrote();
+            }
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -142,7 +405,8 @@ fn error(api: InfluxApi, status: StatusCode, message: &str) -> Response {
         InfluxApi::V1 => (
             status,
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "error": message }).to_string(),
+            // Go's json.Encoder ends the body with a newline; clients print it as is.
+            serde_json::json!({ "error": message }).to_string() + "\n",
         )
             .into_response(),
         InfluxApi::V2 => {
@@ -185,10 +449,14 @@ fn error(api: InfluxApi, status: StatusCode, message: &str) -> Response {
 
 async fn write_v1(
     State(st): AppState,
+    uri: axum::http::Uri,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(refused) = authorize(&st, InfluxApi::V1, &headers, &query_pairs(&uri)) {
+        return refused;
+    }
     let Some(db) = q.get("db").filter(|d| !d.is_empty()) else {
         st.ctx.reject("bad_request", 1);
         return error(
@@ -208,10 +476,14 @@ async fn write_v1(
 
 async fn write_v2(
     State(st): AppState,
+    uri: axum::http::Uri,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(refused) = authorize(&st, InfluxApi::V2, &headers, &query_pairs(&uri)) {
+        return refused;
+    }
     let Some(bucket) = q.get("bucket").filter(|b| !b.is_empty()) else {
         st.ctx.reject("bad_request", 1);
         return error(
@@ -482,7 +754,12 @@ async fn health() -> Response {
         .into_response()
 }
 
-async fn metrics(State(st): AppState) -> Response {
+async fn metrics(State(st): AppState, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    if st.cfg.metrics_needs_auth() {
+        if let Some(refused) = authorize(&st, InfluxApi::V1, &headers, &query_pairs(&uri)) {
+            return refused;
+        }
+    }
     (
         StatusCode::OK,
         [(
@@ -501,20 +778,14 @@ async fn not_found() -> Response {
 /// With a buffered `ack`, a query naming a database first waits (at most `query_wait`) until
 /// the writes acknowledged before it are delivered, so a client that writes and then reads
 /// sees its write, as it would against InfluxDB.
-async fn read_your_writes(st: &HttpState, out: &InfluxOutput, query: Option<&str>) {
+async fn read_your_writes(st: &HttpState, out: &InfluxOutput, params: &[(String, String)]) {
     if st.cfg.ack == AckMode::Delivered || st.cfg.query_wait.is_zero() {
         return;
     }
-    let Some(db) = query.and_then(|q| {
-        reqwest::Url::parse(&format!("http://q/?{q}"))
-            .ok()?
-            .query_pairs()
-            .find(|(k, _)| k == "db")
-            .map(|(_, v)| v.into_owned())
-    }) else {
+    let Some(db) = params.iter().find(|(k, _)| k == "db").map(|(_, v)| v) else {
         return;
     };
-    let Some(barrier) = out.barrier(&db) else {
+    let Some(barrier) = out.barrier(db) else {
         return;
     };
     let outcome = match tokio::time::timeout(st.cfg.query_wait, barrier).await {
@@ -528,8 +799,81 @@ async fn read_your_writes(st: &HttpState, out: &InfluxOutput, query: Option<&str
         .inc();
 }
 
+/// The query string's pairs, percent-decoded.
+fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    uri.query().map(form_pairs).unwrap_or_default()
+}
+
+fn form_pairs(s: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(s.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// With `users` or `tokens` configured, the request's credentials must match one of them;
+/// otherwise the answer is a 401 in its API's shape, counted (`unauthorized`) and logged.
+fn authorize(
+    st: &HttpState,
+    api: InfluxApi,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Option<Response> {
+    let creds = Credentials::from_request(headers, params);
+    if !st.auth.enabled() || st.auth.check(&creds) {
+        return None;
+    }
+    st.ctx.reject("unauthorized", 1);
+    warn_limited!(
+        st.ctx.log_limit,
+        listener = st.ctx.name,
+        credentials = if creds.present() { "wrong" } else { "none" },
+        "request refused: authorization failed"
+    );
+    Some(unauthorized(api))
+}
+
+fn unauthorized(api: InfluxApi) -> Response {
+    let mut resp = match api {
+        InfluxApi::V1 => error(api, StatusCode::UNAUTHORIZED, "authorization failed"),
+        InfluxApi::V2 => error(api, StatusCode::UNAUTHORIZED, "unauthorized access"),
+    };
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"InfluxDB\""),
+    );
+    resp
+}
+
+/// What `query = "read_only"` answers to a statement that is not a read.
+pub const QUERY_REFUSED: &str =
+    "fluxgate: only SELECT and SHOW statements are allowed through /query (query = \"read_only\")";
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 /// `/query` goes to the first InfluxDB v1 output, so a client pointed at the gateway can
-/// read and `CREATE DATABASE` (Telegraf does on start) as if talking to InfluxDB.
+/// read as if talking to InfluxDB.
+///
+/// - `query = "off"`: 404. `"read_only"` (the default): every `q`, from the query string
+///   and from a form-encoded body, must hold only `SELECT` (without `INTO`) and `SHOW`
+///   statements (see [`super::influxql`]); otherwise 403 [`QUERY_REFUSED`], counted as
+///   `query_refused`. A body that is not form-encoded is refused too, since InfluxDB would
+///   read a `q` from it that this check cannot see. What is forwarded is re-encoded from
+///   what was checked, so InfluxDB parses exactly that.
+/// - Credentials: with `users`/`tokens` set, the client authenticated to fluxgate; its
+///   fluxgate credentials are not passed on, and the output's credentials are used. Without
+///   them, the client's own credentials (if any) go upstream and the output's never do:
+///   lending them to an anonymous client would give it the output's privileges.
+/// - The answer is streamed as it arrives; an upstream failure in the middle of it ends the
+///   response with an error (a cut chunked body), never a complete-looking empty one.
 async fn query(
     State(st): AppState,
     method: Method,
@@ -537,6 +881,46 @@ async fn query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if st.cfg.query == QueryPolicy::Off {
+        st.ctx.reject("query_refused", 1);
+        return error(
+            InfluxApi::V1,
+            StatusCode::NOT_FOUND,
+            "fluxgate: /query is turned off (query = \"off\")",
+        );
+    }
+    let url_pairs = query_pairs(&uri);
+    let form = is_form(&headers);
+    let body_pairs = if form {
+        form_pairs(&String::from_utf8_lossy(&body))
+    } else {
+        Vec::new()
+    };
+    let all: Vec<(String, String)> = url_pairs.iter().chain(&body_pairs).cloned().collect();
+    if let Some(refused) = authorize(&st, InfluxApi::V1, &headers, &all) {
+        return refused;
+    }
+    if st.cfg.query == QueryPolicy::ReadOnly {
+        let refused = if !form && !body.is_empty() {
+            Some("a non-form body".to_owned())
+        } else {
+            all.iter()
+                .filter(|(k, _)| k == "q")
+                .find_map(|(_, q)| super::influxql::check_read_only(q).err())
+                .map(|r| r.keyword)
+        };
+        if let Some(what) = refused {
+            st.ctx.reject("query_refused", 1);
+            // The statement's text is not logged: it may carry a password.
+            warn_limited!(
+                st.ctx.log_limit,
+                listener = st.ctx.name,
+                statement = %what,
+                "/query refused: only SELECT and SHOW pass (query = \"read_only\")"
+            );
+            return error(InfluxApi::V1, StatusCode::FORBIDDEN, QUERY_REFUSED);
+        }
+    }
     let pipeline = st.ctx.pipeline();
     let Some(out) = pipeline
         .outputs
@@ -550,15 +934,31 @@ async fn query(
             "no InfluxDB v1 output is configured to answer /query",
         );
     };
-    read_your_writes(&st, out, uri.query()).await;
-    let mut url = format!("{}/query", out.base_url().trim_end_matches('/'));
-    if let Some(q) = uri.query() {
-        url.push('?');
-        url.push_str(q);
-    }
-    let mut req = out.client().request(method, &url);
+    read_your_writes(&st, out, &all).await;
+    let cfg = out.config();
+    let authenticated = st.auth.enabled();
+    // Under fluxgate's own auth, `u`/`p` were fluxgate's: they stay here.
+    let keep = |(k, _): &&(String, String)| !(authenticated && (k == "u" || k == "p"));
+    let encode = |pairs: &[(String, String)]| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter().filter(keep))
+            .finish()
+    };
+    let mut url = match reqwest::Url::parse(out.base_url().trim_end_matches('/')) {
+        Ok(u) => u,
+        Err(_) => {
+            return error(
+                InfluxApi::V1,
+                StatusCode::BAD_GATEWAY,
+                "the InfluxDB output's url is not usable",
+            )
+        }
+    };
+    url.set_path(&format!("{}/query", url.path().trim_end_matches('/')));
+    let query_string = encode(&url_pairs);
+    url.set_query((!query_string.is_empty()).then_some(query_string.as_str()));
+    let mut req = out.client().request(method, url);
     for name in [
-        header::AUTHORIZATION,
         header::CONTENT_TYPE,
         header::ACCEPT,
         header::ACCEPT_ENCODING,
@@ -567,35 +967,75 @@ async fn query(
             req = req.header(name, v);
         }
     }
-    // Credentials the client did not send come from the output's config.
-    let cfg = out.config();
-    if !headers.contains_key(header::AUTHORIZATION)
-        && !cfg.username.is_empty()
-        && !url.contains("u=")
-    {
-        req = req.basic_auth(&cfg.username, Some(&cfg.password));
+    if authenticated {
+        if !cfg.username.is_empty() {
+            req = req.basic_auth(&cfg.username, Some(&cfg.password));
+        }
+    } else if let Some(v) = headers.get(header::AUTHORIZATION) {
+        req = req.header(header::AUTHORIZATION, v);
     }
+    let body = if form {
+        Bytes::from(encode(&body_pairs))
+    } else {
+        body
+    };
+    let upstream = crate::config::redact_url(out.base_url());
     match req.body(body).send().await {
         Ok(resp) => {
             let status = resp.status();
-            let ctype = resp.headers().get(header::CONTENT_TYPE).cloned();
-            let cenc = resp.headers().get(header::CONTENT_ENCODING).cloned();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            let mut r = (status, bytes).into_response();
-            if let Some(ct) = ctype {
-                r.headers_mut().insert(header::CONTENT_TYPE, ct);
-            }
-            if let Some(ce) = cenc {
-                r.headers_mut().insert(header::CONTENT_ENCODING, ce);
+            let copied: Vec<_> = [
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+                header::HeaderName::from_static("x-influxdb-error"),
+            ]
+            .into_iter()
+            .filter_map(|name| resp.headers().get(&name).cloned().map(|v| (name, v)))
+            .collect();
+            let ctx = st.ctx.clone();
+            let stream = futures::TryStreamExt::map_err(resp.bytes_stream(), move |e| {
+                let e = e.without_url();
+                warn_limited!(
+                    ctx.log_limit,
+                    listener = ctx.name,
+                    upstream = %upstream,
+                    "/query: the upstream's answer broke off: {}",
+                    error_chain(&e)
+                );
+                e
+            });
+            let mut r = (status, Body::from_stream(stream)).into_response();
+            for (name, value) in copied {
+                r.headers_mut().insert(name, value);
             }
             r
         }
-        Err(e) => error(
-            InfluxApi::V1,
-            StatusCode::BAD_GATEWAY,
-            &format!("upstream {} did not answer: {e}", out.base_url()),
-        ),
+        Err(e) => {
+            // reqwest's message names the URL, query string (u, p) included: leave it out.
+            let why = error_chain(&e.without_url());
+            warn_limited!(
+                st.ctx.log_limit,
+                listener = st.ctx.name,
+                upstream = %upstream,
+                "/query: the upstream did not answer: {why}"
+            );
+            error(
+                InfluxApi::V1,
+                StatusCode::BAD_GATEWAY,
+                &format!("upstream {upstream} did not answer: {why}"),
+            )
+        }
     }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -1,22 +1,25 @@
 //! Listeners: sockets in, batches out.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use prometheus::{IntCounter, IntGauge};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{watch, Semaphore},
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     metrics::{Metrics, RateLimit},
     pipeline::Pipeline,
+    tls::Conn,
     warn_limited,
 };
 
+mod auth;
 pub(crate) mod graphite;
 pub mod http;
+mod influxql;
 pub mod pickle;
 pub mod plaintext;
 
@@ -71,19 +74,47 @@ impl ListenerCtx {
     }
 }
 
+/// How a TCP listener treats its connections.
+#[derive(Clone)]
+pub struct TcpOptions {
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (zero: never).
+    pub idle_timeout: Duration,
+    /// TLS on every connection (handshake within [`HANDSHAKE_TIMEOUT`]).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for TcpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpOptions")
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// How long a client gets to complete a TLS handshake on a Graphite listener.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts connections until cancelled, at most `max_connections` at once: one more is
 /// closed at once and counted as rejected (`max_connections`), so an overload degrades into
-/// refused connections instead of unbounded tasks and buffers.
+/// refused connections instead of unbounded tasks and buffers. With TLS, the handshake is
+/// done in the connection's own task (under [`HANDSHAKE_TIMEOUT`]), so a slow client never
+/// holds up the accept loop; a failed handshake is counted (`tls_handshake`).
 pub async fn serve_tcp<F, Fut>(
     listener: Arc<TcpListener>,
     ctx: Arc<ListenerCtx>,
-    max_connections: usize,
+    opts: TcpOptions,
+    tracker: TaskTracker,
     handle: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, Arc<ListenerCtx>) -> Fut,
+    F: Fn(Conn, SocketAddr, Arc<ListenerCtx>, Duration) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let max_connections = opts.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
+    let handle = Arc::new(handle);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -110,13 +141,47 @@ pub async fn serve_tcp<F, Fut>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let fut = handle(stream, peer, ctx.clone());
         let conn_ctx = ctx.clone();
-        tokio::spawn(async move {
+        let tls = opts.tls.clone();
+        let idle = opts.idle_timeout;
+        let handle = handle.clone();
+        tracker.spawn(async move {
             conn_ctx.connections.inc();
-            fut.await;
+            if let Some(conn) = handshake(stream, peer, tls, &conn_ctx).await {
+                handle(conn, peer, conn_ctx.clone(), idle).await;
+            }
             conn_ctx.connections.dec();
             drop(permit);
         });
+    }
+}
+
+/// The connection, with TLS set up on it when the listener has TLS; `None` (counted and
+/// logged) when the handshake failed, timed out, or the listener stopped meanwhile.
+pub(crate) async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    ctx: &ListenerCtx,
+) -> Option<Conn> {
+    let Some(acceptor) = tls else {
+        return Some(Conn::Plain(stream));
+    };
+    let done = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+        _ = ctx.cancel.cancelled() => return None,
+    };
+    match done {
+        Ok(Ok(s)) => Some(Conn::Server(Box::new(s))),
+        Ok(Err(e)) => {
+            ctx.reject("tls_handshake", 1);
+            warn_limited!(ctx.log_limit, listener = ctx.name, %peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            ctx.reject("tls_handshake", 1);
+            warn_limited!(ctx.log_limit, listener = ctx.name, %peer, "TLS handshake timed out");
+            None
+        }
     }
 }

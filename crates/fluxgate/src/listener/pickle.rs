@@ -5,25 +5,26 @@
 //! error, never executed. A bad item is skipped and counted; a malformed frame is counted and
 //! its connection closed, since what follows a broken frame cannot be trusted to be framed.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::{Buf, BytesMut};
 use graphite_pickle::{Decoder, FrameSplitter};
 use graphite_plaintext::Timestamp;
-use tokio::net::TcpStream;
 
 use super::{
     graphite::{GraphiteBatch, Read},
     ListenerCtx,
 };
+use crate::tls::Conn;
 
 /// One connection. A path longer than `max_line_bytes` is refused like a plaintext line
 /// that long; a frame whose points expand past a batch's size is handed on in parts, so
 /// memory follows the queues' byte budgets, not what the pickle multiplies.
 pub async fn connection(
-    mut stream: TcpStream,
+    mut stream: Conn,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
+    idle: Duration,
     max_frame_bytes: usize,
     max_line_bytes: usize,
 ) {
@@ -32,7 +33,9 @@ pub async fn connection(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
-        let read = batch.read_more(&mut stream, &mut buf, 64 * 1024).await;
+        let read = batch
+            .read_more(&mut stream, &mut buf, 64 * 1024, idle)
+            .await;
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
@@ -99,7 +102,7 @@ pub async fn connection(
                 );
                 return;
             }
-            Read::Stopped if incomplete => {
+            Read::Stopped | Read::Idle if incomplete => {
                 batch.reject(
                     "truncated",
                     &format_args!(
@@ -109,7 +112,7 @@ pub async fn connection(
                 );
                 return;
             }
-            Read::Eof | Read::Stopped => return,
+            Read::Eof | Read::Stopped | Read::Idle => return,
         }
     }
 }

@@ -1,16 +1,16 @@
 //! Graphite plaintext (`path value timestamp\n`) over TCP and UDP.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::{Buf, BytesMut};
 use graphite_plaintext::LineSplitter;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 use super::{
     graphite::{GraphiteBatch, Read},
     ListenerCtx,
 };
-use crate::{pipeline::Pipeline, translate::graphite::Translator};
+use crate::{pipeline::Pipeline, tls::Conn, translate::graphite::Translator};
 
 /// Reads are parsed whole, so this is also the largest batch one read produces.
 const READ_BYTES: usize = 64 * 1024;
@@ -18,16 +18,19 @@ const READ_BYTES: usize = 64 * 1024;
 /// One TCP connection: read, split into lines, translate, hand on; repeat. While the pipeline
 /// is full `flush` waits, nothing is read, and TCP pushes back on the sender.
 pub async fn connection(
-    mut stream: TcpStream,
+    mut stream: Conn,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
+    idle: Duration,
     max_line_bytes: usize,
 ) {
     let mut buf = BytesMut::with_capacity(READ_BYTES + max_line_bytes);
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
-        let read = batch.read_more(&mut stream, &mut buf, READ_BYTES).await;
+        let read = batch
+            .read_more(&mut stream, &mut buf, READ_BYTES, idle)
+            .await;
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
@@ -42,12 +45,17 @@ pub async fn connection(
         match read {
             Read::More => {}
             Read::Eof => return,
-            Read::Stopped => {
+            Read::Stopped | Read::Idle => {
                 if !buf.is_empty() || splitter.is_discarding() {
+                    let why = if read == Read::Idle {
+                        "the sender went quiet"
+                    } else {
+                        "the gateway stopped"
+                    };
                     batch.reject(
                         "truncated",
                         &format_args!(
-                            "the gateway stopped in the middle of a line ({} bytes discarded)",
+                            "{why} in the middle of a line ({} bytes discarded)",
                             buf.len()
                         ),
                     );

@@ -31,6 +31,7 @@ use crate::{
     config::{GraphiteOutputConfig, GraphiteProtocol, Overflow},
     metrics::{Metrics, RateLimit},
     queue::{Acquire, Budget, EntryQueue, Permit, Waiter},
+    tls::{ClientTls, Conn},
     translate::influx::InfluxToGraphite,
     warn_limited,
 };
@@ -63,6 +64,8 @@ struct DestCtx {
     duration: Histogram,
     metrics: Metrics,
     log_limit: RateLimit,
+    /// With `tls = true`.
+    tls: Option<ClientTls>,
 }
 
 #[derive(Debug)]
@@ -121,7 +124,15 @@ impl GraphiteOutput {
             .into_iter()
             .map(|destination| {
                 let label = destination.to_string();
-                Arc::new(DestCtx {
+                let tls = cfg
+                    .tls
+                    .then(|| {
+                        let name = cfg.tls_server_name.as_deref().unwrap_or(destination.host());
+                        ClientTls::new(cfg.tls_ca.as_deref(), name)
+                            .map_err(|e| format!("destination {label}: TLS: {e}"))
+                    })
+                    .transpose()?;
+                Ok(Arc::new(DestCtx {
                     output: cfg.name.clone(),
                     budget: total.child(cfg.queue_points, cfg.queue_bytes),
                     queue: EntryQueue::default(),
@@ -134,11 +145,12 @@ impl GraphiteOutput {
                     metrics: metrics.clone(),
                     log_limit: RateLimit::new(log_interval),
                     cfg: cfg.clone(),
+                    tls,
                     destination,
                     label,
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 cluster,
@@ -491,7 +503,7 @@ impl DestCtx {
 /// connection breaks, and writes again what may have been lost with it.
 async fn destination_worker(inner: Arc<Inner>, index: usize) {
     let d = inner.dests[index].clone();
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Conn> = None;
     // Taken from the queue, not yet written: (entry, is_replay).
     let mut pending: VecDeque<(Entry, bool)> = VecDeque::new();
     // Written on the current connection, kept for a replay if it breaks.
@@ -516,7 +528,7 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
             break;
         }
         // A connection the peer closed (carbon restarting) is noticed before writing into it.
-        if conn.as_ref().is_some_and(peer_closed) {
+        if conn.as_mut().is_some_and(|c| c.peer_closed()) {
             conn = None;
             broken(&d, "closed by the peer", "closed");
             requeue_replay(&d, &mut pending, &mut replay, &mut replay_points);
@@ -591,8 +603,11 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
         }
         let started = Instant::now();
         let stream = conn.as_mut().expect("connected");
-        let failure = match tokio::time::timeout(d.cfg.write_timeout, stream.write_all(&wire)).await
-        {
+        let write = async {
+            stream.write_all(&wire).await?;
+            stream.flush().await
+        };
+        let failure = match tokio::time::timeout(d.cfg.write_timeout, write).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some((format!("write failed: {e}"), "write")),
             Err(_) => Some(("write timed out".to_string(), "timeout")),
@@ -740,23 +755,21 @@ fn requeue_replay(
     *replay_points = 0;
 }
 
-/// Whether the peer has closed (or reset) the connection. carbon never sends anything, so
-/// readable data or EOF both mean the connection is not the one we want to write into.
-fn peer_closed(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 64];
-    match stream.try_read(&mut probe) {
-        Ok(_) => true,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-    }
-}
-
-async fn connect(d: &DestCtx) -> std::io::Result<TcpStream> {
+/// Connects (and with `tls`, does the handshake, which must verify the destination's
+/// certificate), all within `connect_timeout`.
+async fn connect(d: &DestCtx) -> std::io::Result<Conn> {
     let addr = d.destination.socket_addr();
-    let stream = tokio::time::timeout(d.cfg.connect_timeout, TcpStream::connect(addr.as_str()))
+    let connect = async {
+        let stream = TcpStream::connect(addr.as_str()).await?;
+        stream.set_nodelay(true)?;
+        match &d.tls {
+            None => Ok(Conn::Plain(stream)),
+            Some(tls) => tls.connect(stream).await,
+        }
+    };
+    tokio::time::timeout(d.cfg.connect_timeout, connect)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
 /// The points of canonical plaintext lines, for the pickle encoder.

@@ -167,15 +167,26 @@ impl InfluxOutput {
         cfg: InfluxOutputConfig,
         metrics: &Metrics,
         log_interval: Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    ) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(cfg.max_in_flight)
             .pool_idle_timeout(Duration::from_secs(50))
             .tcp_nodelay(true)
-            .user_agent(concat!("fluxgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("fluxgate/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.tls_ca {
+            // The output's own CAs replace the system's (as curl's --cacert does).
+            let pem = std::fs::read(ca).map_err(|e| format!("tls_ca {ca}: {e}"))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("tls_ca {ca}: {e}"))?;
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         let base = reqwest::Url::parse(&cfg.url).expect("validated url");
         let path = match cfg.api {
             InfluxApi::V1 => "write",
