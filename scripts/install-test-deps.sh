@@ -2,6 +2,8 @@
 # Installs what fluxgate's end-to-end tests need and a fresh Debian 12 machine lacks:
 #   - the real servers the tests start on loopback ports: InfluxDB 1.x (influxd), carbon-cache,
 #     carbon-relay and whisper-fetch (graphite-carbon), carbon-c-relay;
+#   - the InfluxDB 1.x command-line client the tests drive like a user would (influx, from
+#     influxdb-client);
 #   - the real Python client libraries (scripts/requirements-test.txt) in <repo>/.venv.
 #
 # Idempotent and silent when everything is already in place. Debian packages are installed only
@@ -28,6 +30,7 @@ declare -A package_of=(
     [carbon-relay]=graphite-carbon
     [whisper-fetch]=graphite-carbon
     [carbon-c-relay]=carbon-c-relay
+    [influx]=influxdb-client
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -89,8 +92,8 @@ if [ "${#missing_packages[@]}" -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends influxdb graphite-carbon carbon-c-relay \
-        "${missing_packages[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends influxdb influxdb-client graphite-carbon \
+        carbon-c-relay "${missing_packages[@]}" >/dev/null
     if [ "$own_policy" -eq 1 ]; then
         rm -f "$policy"
         own_policy=0

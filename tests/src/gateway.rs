@@ -201,6 +201,7 @@ impl GatewayBuilder {
             root,
             config_path,
             http_addr: self.http_addr,
+            startup_timeout: self.startup_timeout,
             process,
         }
     }
@@ -218,6 +219,7 @@ pub struct Gateway {
     root: PathBuf,
     config_path: PathBuf,
     http_addr: Option<SocketAddr>,
+    startup_timeout: Duration,
     process: ServerProcess,
 }
 
@@ -306,6 +308,19 @@ impl Gateway {
     /// Kills the gateway with SIGKILL.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// Starts the gateway again after it exited or was killed: the same binary, environment,
+    /// config file and temporary directory (so a `data_dir` under `@DIR@` is found again), and
+    /// the log appended to. Waits for `/health` when the gateway has an HTTP address.
+    ///
+    /// # Panics
+    /// When it is still running, or exits or does not become healthy in time.
+    pub fn start_again(&mut self) {
+        self.process.spawn();
+        if let Some(addr) = self.http_addr {
+            self.wait_healthy(addr, self.startup_timeout);
+        }
     }
 
     /// Waits for the gateway to exit and returns its status.

@@ -69,7 +69,7 @@ pub use net::{
     wait_for_tcp, TcpCapture,
 };
 pub use pickle::{decode_pickle_body, decode_pickle_frames, pickle_frame, PickledPoint};
-pub use process::{require_binary, tail_file};
+pub use process::{require_binary, run_command, tail_file};
 pub use python::{run_python, system_python, Python};
 pub use wait::{eventually, metric, wait_metric};
 

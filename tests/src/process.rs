@@ -310,6 +310,19 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Runs `command` (a client program such as the `influx` CLI) to completion with `stdin` as
+/// input and returns its exit status, stdout and stderr.
+///
+/// # Panics
+/// When it cannot be started or does not finish within `timeout` (with what it printed).
+pub fn run_command(
+    command: Command,
+    stdin: &[u8],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    run_with_timeout(command, stdin, timeout)
+}
+
 /// Runs `command` to completion with `stdin` as input, killing it after `timeout`.
 ///
 /// Output is read on helper threads so that a chatty child never blocks on a full pipe.
