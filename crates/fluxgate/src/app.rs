@@ -439,12 +439,18 @@ impl Gateway {
         let stop_accepting = CancellationToken::new();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let max_buffered = match name {
+            "plaintext_tcp" | "plaintext_udp" => config.listeners.plaintext.max_buffered_bytes,
+            "pickle" => config.listeners.pickle.max_buffered_bytes,
+            _ => config.listeners.http.max_buffered_bytes,
+        };
         let ctx = ListenerCtx::new(
             name,
             self.pipeline_rx.clone(),
             &self.metrics,
             stop_accepting.clone(),
             cancel.clone(),
+            max_buffered,
         );
         let l = &config.listeners;
         let (socket, local) = match (name, reuse) {

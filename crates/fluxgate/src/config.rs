@@ -156,6 +156,9 @@ pub struct PlaintextListener {
     pub max_connections: usize,
     /// Largest UDP datagram read; the rest of a longer one is lost by the kernel.
     pub max_datagram_bytes: usize,
+    /// What all TCP connections together may hold in read buffers; past it a connection
+    /// stops reading (its sender is pushed back) until there is room.
+    pub max_buffered_bytes: usize,
     /// A TCP connection that sends nothing for this long is closed (carbon-c-relay closes
     /// idle connections too); 0 turns it off.
     #[serde(with = "humantime_serde")]
@@ -176,6 +179,7 @@ impl Default for PlaintextListener {
             max_line_bytes: 16384,
             max_connections: 10000,
             max_datagram_bytes: 65536,
+            max_buffered_bytes: 64 << 20,
             idle_timeout: DEFAULT_TCP_IDLE,
             tls_cert: None,
             tls_key: None,
@@ -194,6 +198,9 @@ pub struct PickleListener {
     /// Longest path of one item; a longer one is refused (`line_too_long`), as a plaintext
     /// line that long would be.
     pub max_line_bytes: usize,
+    /// What all connections together may hold in partial frames; past it a connection stops
+    /// reading until there is room.
+    pub max_buffered_bytes: usize,
     pub max_connections: usize,
     /// A connection that sends nothing for this long is closed; 0 turns it off.
     #[serde(with = "humantime_serde")]
@@ -212,6 +219,7 @@ impl Default for PickleListener {
             tcp: None,
             max_frame_bytes: 1 << 20,
             max_line_bytes: 16384,
+            max_buffered_bytes: 64 << 20,
             max_connections: 10000,
             idle_timeout: DEFAULT_TCP_IDLE,
             tls_cert: None,
@@ -228,6 +236,11 @@ pub struct HttpListener {
     pub address: Option<String>,
     /// Largest request body after gzip decompression (InfluxDB's default is 25 MB).
     pub max_body_bytes: usize,
+    /// Longest line of line protocol; a longer one is refused like a line that does not parse.
+    pub max_line_bytes: usize,
+    /// What all requests together may hold in bodies being read and decoded; past it a
+    /// request waits a little for room, then gets 503.
+    pub max_buffered_bytes: usize,
     /// How long a write waits for queue space (and, with `ack = "delivered"`, for the
     /// upstream's answer) before answering 503 with Retry-After.
     #[serde(with = "humantime_serde")]
@@ -280,6 +293,8 @@ impl Default for HttpListener {
         Self {
             address: Some("127.0.0.1:8086".into()),
             max_body_bytes: 26_214_400,
+            max_line_bytes: 1 << 20,
+            max_buffered_bytes: 64 << 20,
             write_timeout: Duration::from_secs(10),
             ack: AckMode::Delivered,
             query_wait: Duration::from_secs(5),

@@ -60,7 +60,7 @@ pub fn describe(config: &Config) -> String {
             &l.http.address,
             format!(
                 "max_body_bytes={} max_connections={} header_timeout={:?} idle_timeout={:?} \
-                 auth={} (users: {}, tokens: {}) metrics_auth={} query={}{}",
+                 auth={} (users: {}, tokens: {}) metrics_auth={} query={} ack={:?}{}",
                 l.http.max_body_bytes,
                 l.http.max_connections,
                 l.http.header_timeout,
@@ -70,6 +70,7 @@ pub fn describe(config: &Config) -> String {
                 l.http.tokens.len(),
                 l.http.metrics_needs_auth(),
                 l.http.query,
+                l.http.ack,
                 tls_note(&l.http.tls_cert, &l.http.tls_client_ca)
             ),
         ),
@@ -112,8 +113,8 @@ pub fn describe(config: &Config) -> String {
         };
         let _ = writeln!(
             s,
-            "  influxdb {:?} {} {} {dest} batch_size={} flush_interval={:?} max_in_flight={} queue_points={} overflow={:?} gzip={}",
-            o.name, o.api, crate::config::redact_url(&o.url), o.batch_size, o.flush_interval, o.max_in_flight, o.queue_points, o.overflow, o.gzip
+            "  influxdb {:?} {} {} {dest} batch_size={} flush_interval={:?} max_in_flight={} queue_points={} overflow={:?} gzip={} buffer={:?} max_retry_time={:?}",
+            o.name, o.api, crate::config::redact_url(&o.url), o.batch_size, o.flush_interval, o.max_in_flight, o.queue_points, o.overflow, o.gzip, o.buffer, o.max_retry_time
         );
     }
     for o in &config.outputs.graphite {
@@ -130,8 +131,8 @@ pub fn describe(config: &Config) -> String {
         };
         let _ = writeln!(
             s,
-            "  graphite {:?} {:?} cluster={} replication={} destinations={:?} batch_size={} queue_points={} (per destination) overflow={:?} template={:?}{tls}",
-            o.name, o.protocol, o.cluster, o.replication, o.destinations, o.batch_size, o.queue_points, o.overflow, o.template
+            "  graphite {:?} {:?} cluster={} replication={} destinations={:?} batch_size={} queue_points={} (per destination) overflow={:?} stall_timeout={:?} buffer={:?} template={:?}{tls}",
+            o.name, o.protocol, o.cluster, o.replication, o.destinations, o.batch_size, o.queue_points, o.overflow, o.stall_timeout, o.buffer, o.template
         );
     }
     if config.routes.is_empty() {

@@ -103,7 +103,7 @@ impl Budget {
         // An entry larger than the whole budget goes through an empty one, so it can never
         // wait forever.
         (u.points + points <= self.inner.max_points && u.bytes + bytes <= self.inner.max_bytes)
-            || u.points == 0
+            || (u.points == 0 && u.bytes == 0)
     }
 
     /// Takes capacity for `points` and `bytes` if both this budget and its parents have it.

@@ -42,12 +42,18 @@ pub(crate) enum Read {
 /// memoized path many times, so what a read turns into is not bounded by the read's size.
 const FLUSH_BYTES: usize = 1 << 20;
 
+/// How long a connection waits for room in its listener's `max_buffered_bytes` before it is
+/// closed (counted as `buffer_budget`).
+const BUFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// At a stop, how much a connection still reads of what its socket holds.
 const STOP_DRAIN_BYTES: usize = 4 << 20;
 
 #[derive(Debug)]
 pub(crate) struct GraphiteBatch {
     ctx: Arc<ListenerCtx>,
+    /// Room in the listener's byte budget for this connection's read buffer.
+    held: crate::queue::Permit,
     peer: Option<SocketAddr>,
     batch: Batch,
     now: f64,
@@ -56,6 +62,7 @@ pub(crate) struct GraphiteBatch {
 impl GraphiteBatch {
     pub(crate) fn new(ctx: Arc<ListenerCtx>, peer: Option<SocketAddr>) -> Self {
         Self {
+            held: crate::queue::Permit::default(),
             batch: Batch::new(ctx.name),
             ctx,
             peer,
@@ -74,13 +81,16 @@ impl GraphiteBatch {
     /// `idle_timeout` and answered [`Read::Idle`]. The clock runs only while waiting for
     /// the peer, never while the connection waits for room in the pipeline.
     pub(crate) async fn read_more(
-        &self,
+        &mut self,
         stream: &mut crate::tls::Conn,
         buf: &mut bytes::BytesMut,
         chunk: usize,
         idle: std::time::Duration,
     ) -> Read {
         use tokio::io::AsyncReadExt;
+        if let Some(end) = self.hold(buf.len() + chunk).await {
+            return end;
+        }
         buf.reserve(chunk);
         let idle_timer = async {
             if idle.is_zero() {
@@ -118,6 +128,50 @@ impl GraphiteBatch {
                 self.reject("read_error", &format_args!("read failed: {e}"));
                 Read::Eof
             }
+        }
+    }
+
+    /// Takes room in the listener's byte budget for a buffer of `size` bytes, waiting while
+    /// it is spent (the connection then reads nothing: its sender is pushed back). `Some`
+    /// ends the connection: no room came within [`BUFFER_WAIT`], or the listener stopped.
+    async fn hold(&mut self, size: usize) -> Option<Read> {
+        use crate::queue::Acquire;
+        let extra = size.saturating_sub(self.held.bytes());
+        if extra == 0 {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + BUFFER_WAIT;
+        loop {
+            let waiter = self.ctx.buffered.waiter();
+            let room = waiter.register();
+            match self.ctx.buffered.try_acquire(0, extra) {
+                Acquire::Granted(p) => {
+                    self.held.merge(p);
+                    return None;
+                }
+                Acquire::Closed => return Some(Read::Stopped),
+                Acquire::Full => {}
+            }
+            tokio::select! {
+                _ = room => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.reject(
+                        "buffer_budget",
+                        &format_args!("no room in max_buffered_bytes for {BUFFER_WAIT:?}: closing the connection"),
+                    );
+                    return Some(Read::Eof);
+                }
+                _ = self.ctx.cancel.cancelled() => return Some(Read::Stopped),
+            }
+        }
+    }
+
+    /// After a read was parsed: an empty buffer is let go, with its room in the budget, so
+    /// idle connections hold nothing.
+    pub(crate) fn settle(&mut self, buf: &mut bytes::BytesMut) {
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = bytes::BytesMut::new();
+            self.held = crate::queue::Permit::default();
         }
     }
 

@@ -529,14 +529,32 @@ async fn write(
     body: Body,
 ) -> Response {
     let limit = st.cfg.max_body_bytes;
-    let raw = match axum::body::to_bytes(body, limit).await {
+    // Bodies are read against the listener's byte budget (`max_buffered_bytes`), so many
+    // large uploads at once wait for room instead of taking memory without bound.
+    let (raw, mut held) = match read_body(st, body, limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(BodyError::TooLarge) => {
             st.ctx.reject("body_too_large", 1);
             return error(
                 api,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request body too large: the limit is {limit} bytes"),
+            );
+        }
+        Err(BodyError::Budget) => {
+            st.ctx.reject("buffer_budget", 1);
+            return error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "fluxgate is overloaded: too many request bodies in flight; retry later",
+            );
+        }
+        Err(BodyError::Read(e)) => {
+            st.ctx.reject("read_error", 1);
+            return error(
+                api,
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}"),
             );
         }
     };
@@ -545,8 +563,21 @@ async fn write(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
     let body = if gzipped {
-        match gunzip(&raw, limit) {
-            Ok(b) => Bytes::from(b),
+        // Decompression is CPU work: large bodies do it off the runtime threads.
+        let unzipped = if raw.len() > OFF_RUNTIME_BYTES {
+            let raw = raw.clone();
+            tokio::task::spawn_blocking(move || gunzip(&raw, limit))
+                .await
+                .unwrap_or(Err(GunzipError::TooLarge))
+        } else {
+            gunzip(&raw, limit)
+        };
+        match unzipped {
+            Ok(b) => {
+                // Held after the fact: one body per connection may pass the budget briefly.
+                held.merge(st.ctx.buffered.force(0, b.len()));
+                Bytes::from(b)
+            }
             Err(GunzipError::TooLarge) => {
                 st.ctx.reject("body_too_large", 1);
                 return error(
@@ -573,41 +604,37 @@ async fn write(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
-    let text = match std::str::from_utf8(&body) {
-        Ok(t) => t,
-        Err(e) => {
-            st.ctx.reject("bad_request", 1);
-            return error(
-                api,
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "unable to parse body: invalid UTF-8 at byte {}",
-                    e.valid_up_to()
-                ),
-            );
-        }
-    };
-    let pipeline = st.ctx.pipeline();
-    let mut batch = Batch::new(st.ctx.name);
-    let mut line = Vec::with_capacity(256);
-    let mut failures: Vec<String> = Vec::new();
-    let mut failed = 0usize;
-    // InfluxDB's own line splitting: a newline inside a quoted string value is content.
-    for parsed in line_protocol::parse_lines(text).precision(precision) {
-        let added = parsed.and_then(|p| {
-            line.clear();
-            let ns = append_point(&p, precision, now, &mut line)?;
-            batch.add_line_protocol(&pipeline, &p, &line, ns);
-            Ok(())
-        });
-        if let Err(e) = added {
-            failed += 1;
-            // Enough to show the client what is wrong without echoing a huge body.
-            if failures.len() < 32 {
-                failures.push(e.to_string());
-            }
-        }
+    if let Err(e) = std::str::from_utf8(&body) {
+        st.ctx.reject("bad_request", 1);
+        return error(
+            api,
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unable to parse body: invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ),
+        );
     }
+    let pipeline = st.ctx.pipeline();
+    let max_line = st.cfg.max_line_bytes;
+    let name = st.ctx.name;
+    let parsed = if body.len() > OFF_RUNTIME_BYTES {
+        let (pipeline, body) = (pipeline.clone(), body.clone());
+        tokio::task::spawn_blocking(move || {
+            parse_body(&pipeline, name, &body, precision, now, max_line)
+        })
+        .await
+        .expect("parsing does not panic")
+    } else {
+        parse_body(&pipeline, name, &body, precision, now, max_line)
+    };
+    let Parsed {
+        mut batch,
+        failures,
+        failed,
+    } = parsed;
+    drop(body);
+    drop(held);
     let points = batch.len();
     if failed > 0 {
         st.ctx.reject("invalid_line", failed as u64);
@@ -684,6 +711,111 @@ fn merge_partial(ours: &str, ours_dropped: usize, theirs: &str) -> String {
         "partial write: {ours}\n{text} dropped={}",
         ours_dropped + dropped
     )
+}
+
+/// A body this large is decompressed and parsed off the runtime threads.
+const OFF_RUNTIME_BYTES: usize = 256 * 1024;
+
+/// How long a body waits for room in the listener's byte budget before the write is refused.
+const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+enum BodyError {
+    TooLarge,
+    Budget,
+    Read(String),
+}
+
+/// Reads a request body, at most `limit` bytes, taking each part from the listener's byte
+/// budget (waiting a little for room when it is spent).
+async fn read_body(
+    st: &HttpState,
+    body: Body,
+    limit: usize,
+) -> Result<(Bytes, crate::queue::Permit), BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    let mut held = crate::queue::Permit::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        let deadline = tokio::time::Instant::now() + BODY_BUDGET_WAIT;
+        loop {
+            let waiter = st.ctx.buffered.waiter();
+            let room = waiter.register();
+            match st.ctx.buffered.try_acquire(0, data.len()) {
+                crate::queue::Acquire::Granted(p) => {
+                    held.merge(p);
+                    break;
+                }
+                crate::queue::Acquire::Closed => return Err(BodyError::Budget),
+                crate::queue::Acquire::Full => {
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        return Err(BodyError::Budget);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok((out.freeze(), held))
+}
+
+/// What a body's lines became.
+struct Parsed {
+    batch: Batch,
+    failures: Vec<String>,
+    failed: usize,
+}
+
+/// Validates every line of `body` (UTF-8 already checked) and translates the good ones into
+/// a batch for the outputs.
+fn parse_body(
+    pipeline: &crate::pipeline::Pipeline,
+    listener: &'static str,
+    body: &[u8],
+    precision: line_protocol::Precision,
+    now: i64,
+    max_line: usize,
+) -> Parsed {
+    let text = std::str::from_utf8(body).unwrap_or_default();
+    let mut batch = Batch::new(listener);
+    let mut line = Vec::with_capacity(256);
+    let mut failures: Vec<String> = Vec::new();
+    let mut failed = 0usize;
+    // InfluxDB's own line splitting: a newline inside a quoted string value is content.
+    for parsed in line_protocol::parse_lines(text).precision(precision) {
+        let added = parsed.map_err(|e| e.to_string()).and_then(|p| {
+            if p.line().len() > max_line {
+                let head: String = p.line().chars().take(64).collect();
+                return Err(format!(
+                    "unable to parse '{head}...': line too long ({} bytes; max_line_bytes is {max_line})",
+                    p.line().len()
+                ));
+            }
+            line.clear();
+            let ns = append_point(&p, precision, now, &mut line).map_err(|e| e.to_string())?;
+            batch.add_line_protocol(pipeline, &p, &line, ns);
+            Ok(())
+        });
+        if let Err(e) = added {
+            failed += 1;
+            // Enough to show the client what is wrong without echoing a huge body.
+            if failures.len() < 32 {
+                failures.push(e);
+            }
+        }
+    }
+    Parsed {
+        batch,
+        failures,
+        failed,
+    }
 }
 
 /// Appends a parsed point to `out` with a nanosecond timestamp. The line's own text is kept
@@ -846,7 +978,7 @@ fn unauthorized(api: InfluxApi) -> Response {
 
 /// What `query = "read_only"` answers to a statement that is not a read.
 pub const QUERY_REFUSED: &str =
-    "fluxgate: only SELECT and SHOW statements are allowed through /query (query = \"read_only\")";
+    "fluxgate: only SELECT, SHOW and CREATE DATABASE statements are allowed through /query (query = \"read_only\")";
 
 fn is_form(headers: &HeaderMap) -> bool {
     headers
@@ -863,7 +995,8 @@ fn is_form(headers: &HeaderMap) -> bool {
 /// read as if talking to InfluxDB.
 ///
 /// - `query = "off"`: 404. `"read_only"` (the default): every `q`, from the query string
-///   and from a form-encoded body, must hold only `SELECT` (without `INTO`) and `SHOW`
+///   and from a form-encoded body, must hold only `SELECT` (without `INTO`), `SHOW` and
+///   `CREATE DATABASE`
 ///   statements (see [`super::influxql`]); otherwise 403 [`QUERY_REFUSED`], counted as
 ///   `query_refused`. A body that is not form-encoded is refused too, since InfluxDB would
 ///   read a `q` from it that this check cannot see. What is forwarded is re-encoded from
@@ -916,7 +1049,7 @@ async fn query(
                 st.ctx.log_limit,
                 listener = st.ctx.name,
                 statement = %what,
-                "/query refused: only SELECT and SHOW pass (query = \"read_only\")"
+                "/query refused: only SELECT, SHOW and CREATE DATABASE pass (query = \"read_only\")"
             );
             return error(InfluxApi::V1, StatusCode::FORBIDDEN, QUERY_REFUSED);
         }

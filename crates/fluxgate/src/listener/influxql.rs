@@ -6,7 +6,10 @@
 //!   cut InfluxDB would not make only yields more pieces, each of which must pass, so a
 //!   second statement can never hide in what this check took for a string;
 //! - each piece, after leading whitespace and comments (`-- ...` to the end of the line,
-//!   `/* ... */`), must start with the keyword `SELECT` or `SHOW`;
+//!   `/* ... */`), must start with the keyword `SELECT` or `SHOW`, or be `CREATE DATABASE`:
+//!   additive and idempotent, and what InfluxDB's own clients send before writing
+//!   (aioinflux's README example, influxdb-python, Telegraf), so a drop-in endpoint must
+//!   let it through; it still needs credentials the upstream accepts;
 //! - a `SELECT` piece must not contain the word `INTO` anywhere (`SELECT ... INTO` writes),
 //!   even inside a string or a quoted name.
 
@@ -32,6 +35,10 @@ pub(crate) fn check_read_only(q: &str) -> Result<(), Refused> {
         let ok = match keyword.as_str() {
             "SHOW" => true,
             "SELECT" => !has_word(body, "INTO"),
+            "CREATE" => body[keyword.len()..]
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("DATABASE")),
             _ => false,
         };
         if !ok {
@@ -98,7 +105,16 @@ mod tests {
             refused("CREATE USER evil WITH PASSWORD 'x' WITH ALL PRIVILEGES"),
             "CREATE"
         );
-        assert_eq!(refused("CREATE DATABASE telegraf"), "CREATE");
+        assert_eq!(check_read_only("CREATE DATABASE telegraf"), Ok(()));
+        assert_eq!(
+            check_read_only("create database \"my db\" WITH DURATION 7d"),
+            Ok(())
+        );
+        assert_eq!(refused("CREATE DATABASE x; DROP DATABASE y"), "DROP");
+        assert_eq!(
+            refused("CREATE RETENTION POLICY rp ON db DURATION 1d REPLICATION 1"),
+            "CREATE"
+        );
         assert_eq!(refused("DROP DATABASE x"), "DROP");
         assert_eq!(refused("SHOW DATABASES; DROP DATABASE x"), "DROP");
         assert_eq!(refused("SELECT * INTO other FROM m"), "SELECT ... INTO");

@@ -38,6 +38,9 @@ pub struct ListenerCtx {
     pub stop_accepting: CancellationToken,
     /// Cancelled when its connections must end (shutdown; an HTTP listener's on reload).
     pub cancel: CancellationToken,
+    /// What all its connections together may hold in partial lines, frames and bodies
+    /// (`max_buffered_bytes`): past it, a connection stops reading until there is room.
+    pub buffered: crate::queue::Budget,
 }
 
 impl ListenerCtx {
@@ -47,6 +50,7 @@ impl ListenerCtx {
         metrics: &Metrics,
         stop_accepting: CancellationToken,
         cancel: CancellationToken,
+        max_buffered_bytes: usize,
     ) -> Arc<Self> {
         let log_interval = pipeline.borrow().config.log.rate_limit;
         Arc::new(Self {
@@ -57,6 +61,7 @@ impl ListenerCtx {
             log_limit: RateLimit::new(log_interval),
             stop_accepting,
             cancel,
+            buffered: crate::queue::Budget::new(usize::MAX, max_buffered_bytes, None),
             pipeline,
         })
     }

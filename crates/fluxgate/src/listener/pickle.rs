@@ -30,7 +30,8 @@ pub async fn connection(
 ) {
     let splitter = FrameSplitter::new(max_frame_bytes);
     let mut decoder = Decoder::new();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Allocated as reads need it, against the listener's byte budget.
+    let mut buf = BytesMut::new();
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
         let read = batch
@@ -90,6 +91,7 @@ pub async fn connection(
         drop(translator);
         buf.advance(consumed);
         batch.flush(&pipeline).await;
+        batch.settle(&mut buf);
         if fatal {
             return;
         }

@@ -24,7 +24,8 @@ pub async fn connection(
     idle: Duration,
     max_line_bytes: usize,
 ) {
-    let mut buf = BytesMut::with_capacity(READ_BYTES + max_line_bytes);
+    // Allocated as reads need it, against the listener's byte budget.
+    let mut buf = BytesMut::new();
     let mut splitter = LineSplitter::new(max_line_bytes);
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
@@ -42,6 +43,7 @@ pub async fn connection(
         drop(translator);
         buf.advance(consumed);
         batch.flush(&pipeline).await;
+        batch.settle(&mut buf);
         match read {
             Read::More => {}
             Read::Eof => return,
