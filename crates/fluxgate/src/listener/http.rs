@@ -76,6 +76,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::map_response(influx_headers))
+        .layer(axum::middleware::from_fn(v1_error_newline))
         .with_state(state);
     loop {
         let (stream, peer) = tokio::select! {
@@ -400,15 +401,45 @@ fn request_id() -> String {
 }
 
 /// The two error dialects: 1.x `{"error": ...}` + `X-Influxdb-Error`, 2.x `{"code", "message"}`.
+/// Marks a 1.x error body fluxgate wrote itself (see [`v1_error_newline`]).
+#[derive(Debug, Clone, Copy)]
+struct V1Error;
+
+/// InfluxDB 1.x writes an error body with Go's `json.Encoder` (a trailing newline) to a
+/// client that does not accept gzip, and with `json.Marshal` (none) through its gzip writer.
+/// Clients print the body as is, so fluxgate's own error bodies end the same way.
+async fn v1_error_newline(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let gzip = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("gzip"));
+    let resp = next.run(req).await;
+    if !gzip || resp.extensions().get::<V1Error>().is_none() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
+    let mut resp = Response::from_parts(parts, Body::from(trimmed));
+    resp.headers_mut().remove(header::CONTENT_LENGTH);
+    resp
+}
+
 fn error(api: InfluxApi, status: StatusCode, message: &str) -> Response {
     let mut resp = match api {
-        InfluxApi::V1 => (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            // Go's json.Encoder ends the body with a newline; clients print it as is.
-            serde_json::json!({ "error": message }).to_string() + "\n",
-        )
-            .into_response(),
+        InfluxApi::V1 => {
+            let mut r = (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({ "error": message }).to_string() + "\n",
+            )
+                .into_response();
+            r.extensions_mut().insert(V1Error);
+            r
+        }
         InfluxApi::V2 => {
             let code = match status.as_u16() {
                 400 => "invalid",
@@ -547,6 +578,14 @@ async fn write(
                 api,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "fluxgate is overloaded: too many request bodies in flight; retry later",
+            );
+        }
+        Err(BodyError::Stalled) => {
+            st.ctx.reject("idle_timeout", 1);
+            return error(
+                api,
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stopped arriving (idle_timeout)",
             );
         }
         Err(BodyError::Read(e)) => {
@@ -722,6 +761,8 @@ const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 enum BodyError {
     TooLarge,
     Budget,
+    /// Nothing more of the body arrived for `idle_timeout`.
+    Stalled,
     Read(String),
 }
 
@@ -736,7 +777,18 @@ async fn read_body(
     let mut body = body;
     let mut out = bytes::BytesMut::new();
     let mut held = crate::queue::Permit::default();
-    while let Some(frame) = body.frame().await {
+    // A body that stops arriving lets its room go after `idle_timeout`.
+    let idle = if st.cfg.idle_timeout.is_zero() {
+        std::time::Duration::from_secs(3600)
+    } else {
+        st.cfg.idle_timeout
+    };
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => return Err(BodyError::Stalled),
+        };
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
