@@ -76,7 +76,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::map_response(influx_headers))
-        .layer(axum::middleware::from_fn(v1_error_newline))
+        .layer(axum::middleware::from_fn(v1_error_dialect))
         .with_state(state);
     loop {
         let (stream, peer) = tokio::select! {
@@ -401,31 +401,59 @@ fn request_id() -> String {
 }
 
 /// The two error dialects: 1.x `{"error": ...}` + `X-Influxdb-Error`, 2.x `{"code", "message"}`.
-/// Marks a 1.x error body fluxgate wrote itself (see [`v1_error_newline`]).
+/// Marks a 1.x error body fluxgate wrote itself (see [`v1_error_dialect`]).
 #[derive(Debug, Clone, Copy)]
 struct V1Error;
 
-/// InfluxDB 1.x writes an error body with Go's `json.Encoder` (a trailing newline) to a
-/// client that does not accept gzip, and with `json.Marshal` (none) through its gzip writer.
-/// Clients print the body as is, so fluxgate's own error bodies end the same way.
-async fn v1_error_newline(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let gzip = req
+/// InfluxDB 1.x answers in MessagePack to a client that asks for it (`Accept:
+/// application/x-msgpack`, as influxdb-python does), its errors included; clients decode the
+/// error by that content type, so fluxgate's own 1.x errors are re-encoded the same way.
+/// The map is two strings: written by hand rather than with a MessagePack crate.
+async fn v1_error_dialect(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let msgpack = req
         .headers()
-        .get(header::ACCEPT_ENCODING)
+        .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("gzip"));
+        .is_some_and(|v| v.contains("application/x-msgpack"));
     let resp = next.run(req).await;
-    if !gzip || resp.extensions().get::<V1Error>().is_none() {
+    if !msgpack || resp.extensions().get::<V1Error>().is_none() {
         return resp;
     }
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .unwrap_or_default();
-    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes).to_vec();
-    let mut resp = Response::from_parts(parts, Body::from(trimmed));
-    resp.headers_mut().remove(header::CONTENT_LENGTH);
-    resp
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
+        .unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-msgpack"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(msgpack_error(&message)))
+}
+
+/// `{"error": message}` in MessagePack.
+fn msgpack_error(message: &str) -> Vec<u8> {
+    let mut out = vec![0x81, 0xa5];
+    out.extend_from_slice(b"error");
+    let len = message.len();
+    match len {
+        0..=31 => out.push(0xa0 | len as u8),
+        32..=255 => out.extend_from_slice(&[0xd9, len as u8]),
+        256..=65535 => {
+            out.push(0xda);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdb);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(message.as_bytes());
+    out
 }
 
 fn error(api: InfluxApi, status: StatusCode, message: &str) -> Response {
@@ -434,6 +462,7 @@ fn error(api: InfluxApi, status: StatusCode, message: &str) -> Response {
             let mut r = (
                 status,
                 [(header::CONTENT_TYPE, "application/json")],
+                // Go's json.Encoder ends the body with a newline; clients print it as is.
                 serde_json::json!({ "error": message }).to_string() + "\n",
             )
                 .into_response();
@@ -1251,6 +1280,13 @@ mod tests {
             "m s=\"a b\" 7000000\n"
         );
         assert_eq!(norm("# comment\n\n", Nanoseconds).unwrap(), "");
+    }
+
+    #[test]
+    fn errors_in_messagepack_are_a_one_entry_map() {
+        assert_eq!(msgpack_error("no"), b"\x81\xa5error\xa2no");
+        let long = "x".repeat(40);
+        assert_eq!(&msgpack_error(&long)[..9], b"\x81\xa5error\xd9\x28");
     }
 
     #[test]
