@@ -59,7 +59,9 @@ pub use carbon::{
 pub use gateway::{
     fluxgate_bin, fluxgate_command, prometheus_value, run_fluxgate, Gateway, GatewayBuilder,
 };
-pub use http::{form_urlencode, gzip, http_get, http_post, http_request, HttpResponse};
+pub use http::{
+    curl_request, form_urlencode, gzip, http_get, http_post, http_request, HttpResponse,
+};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
 pub use net::{
     free_port, free_udp_port, loopback, send_lines, send_tcp, send_udp, tcp_is_listening,
