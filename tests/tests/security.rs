@@ -257,6 +257,77 @@ fn read_only_passes_select_and_show_and_refuses_everything_else() {
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
+/// `/query` answers are streamed as they come, and an upstream that breaks off in the middle
+/// of one ends the client's response with an error (a chunked body without its last chunk),
+/// never with a complete-looking 200. (The upstream is a stand-in: no real InfluxDB can be
+/// made to break off mid-answer on cue.)
+#[test]
+fn query_answers_stream_and_an_upstream_break_is_not_a_complete_answer() {
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = upstream.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"results\":[",
+        )
+        .unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        // Then the upstream dies mid-answer.
+        drop(s);
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let http = loopback(free_port());
+    let config = format!(
+        "[listeners.http]\naddress = \"{http}\"\n[[outputs.influxdb]]\nname = \"influx\"\nurl = \"http://{up_addr}\"\n"
+    );
+    let gw = Gateway::start(&config, http);
+    let mut c = TcpStream::connect(http).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let q = form_urlencode(&[("q", "SELECT * FROM m"), ("db", "d")]);
+    c.write_all(format!("GET /query?{q} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let t0 = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut first_body_at = None;
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&raw);
+        if first_body_at.is_none() && text.contains("{\"results\":[") {
+            first_body_at = Some(t0.elapsed());
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let forwarded = server.join().unwrap();
+    assert!(forwarded.starts_with("GET /query?"), "{forwarded}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let first = first_body_at.expect("the start of the answer never arrived");
+    assert!(
+        first < Duration::from_secs(1),
+        "not streamed: the first bytes came after {first:?}"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1400),
+        "ended before the upstream broke"
+    );
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "a broken answer must not end like a complete one: {text:?}"
+    );
+    // And with the upstream gone, the next query is a 502.
+    let r = http_request("GET", &format!("{}/query?{q}", gw.url()), &[], &[]).unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+}
+
 // ---------------------------------------------------------------------------------------------
 // inbound auth
 
