@@ -270,10 +270,12 @@ fn check_accepts_the_repository_example_and_prints_what_it_builds() {
     assert!(stdout.starts_with("configuration OK\n"), "{stdout}");
     let lines: Vec<&str> = stdout.lines().map(str::trim_end).collect();
     for expected in [
-        "  plaintext tcp  127.0.0.1:2003  (max_line_bytes=16384 max_connections=10000)",
+        "  plaintext tcp  127.0.0.1:2003  (max_line_bytes=16384 max_connections=10000 idle_timeout=300s)",
         "  plaintext udp  127.0.0.1:2003  (max_datagram_bytes=65536)",
-        "  pickle tcp     127.0.0.1:2004  (max_frame_bytes=1048576 max_connections=10000)",
-        "  http           127.0.0.1:8086  (max_body_bytes=26214400 max_connections=1024)",
+        "  pickle tcp     127.0.0.1:2004  (max_frame_bytes=1048576 max_connections=10000 idle_timeout=300s)",
+        "  http           127.0.0.1:8086  (max_body_bytes=26214400 max_connections=1024 \
+         header_timeout=10s idle_timeout=60s auth=off (users: 0, tokens: 0) metrics_auth=false \
+         query=read_only)",
         "  servers.* .dc.host.measurement.field*",
         "  measurement*",
     ] {

@@ -638,7 +638,7 @@ fn slowloris_clients_do_not_lock_out_new_ones() {
 fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
     let http = loopback(free_port());
     let config = format!(
-        "[listeners.http]\naddress = \"{http}\"\nheader_timeout = \"1s\"\nidle_timeout = \"3s\"\n"
+        "[listeners.http]\naddress = \"{http}\"\nheader_timeout = \"1s\"\nidle_timeout = \"3s\"\nwrite_timeout = \"1s\"\n"
     );
     let gw = Gateway::start(&config, http);
     let mut s = TcpStream::connect(http).unwrap();
