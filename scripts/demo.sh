@@ -67,9 +67,9 @@ wait_http "http://127.0.0.1:$HTTP_PORT/health"
 echo "== InfluxDB on :$INFLUX_PORT, fluxgate on :$PLAIN_PORT (plaintext) :$PICKLE_PORT (pickle) :$HTTP_PORT (http)"
 
 GW="http://127.0.0.1:$HTTP_PORT"
-echo "== CREATE DATABASE through the gateway's /query proxy"
-curl -s -XPOST "$GW/query" --data-urlencode 'q=CREATE DATABASE graphite' >/dev/null
-curl -s -XPOST "$GW/query" --data-urlencode 'q=CREATE DATABASE web' >/dev/null
+echo "== CREATE DATABASE on InfluxDB itself (the gateway's /query passes only SELECT and SHOW by default)"
+curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'q=CREATE DATABASE graphite' >/dev/null
+curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'q=CREATE DATABASE web' >/dev/null
 
 NOW=$(date +%s)
 echo "== Graphite plaintext over TCP"

@@ -101,6 +101,54 @@ pub fn http_request(
     parse_response(&raw, method == "HEAD")
 }
 
+/// Sends one request with `curl` (so `https://` URLs work): `ca` is the CA file the
+/// server's certificate must chain to (`--cacert`). The answer is read raw (`--raw`, no
+/// transfer or content decoding by curl) and parsed as [`http_request`] parses it.
+///
+/// # Errors
+/// When curl cannot run, or fails (TLS refused, connection refused, ...): the error then
+/// carries curl's exit status and message.
+pub fn curl_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    ca: Option<&std::path::Path>,
+) -> io::Result<HttpResponse> {
+    let curl = crate::process::find_binary("curl")
+        .ok_or_else(|| invalid("`curl` not found: apt-get install curl".to_owned()))?;
+    let mut command = std::process::Command::new(curl);
+    command
+        .args(["-sS", "-i", "--raw", "--max-time", "30", "-X", method])
+        .arg(url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(ca) = ca {
+        command.arg("--cacert").arg(ca);
+    }
+    for (name, value) in headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        command.arg("--data-binary").arg("@-");
+    }
+    let mut child = command.spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let body = body.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let output = child.wait_with_output()?;
+    let _ = writer.join();
+    if !output.status.success() {
+        return Err(io::Error::other(format!(
+            "curl {method} {url} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    parse_response(&output.stdout, method == "HEAD")
+}
+
 /// `GET url`.
 pub fn http_get(url: &str) -> io::Result<HttpResponse> {
     http_request("GET", url, &[], &[])

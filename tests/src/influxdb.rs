@@ -73,9 +73,32 @@ pub struct InfluxDbBuilder {
     graphite: Option<GraphiteService>,
     admin: Option<(String, String)>,
     extra_config: String,
+    https: Option<Https>,
+}
+
+/// InfluxDB's own HTTPS (`[http] https-enabled`): its certificate and key, and the CA the
+/// fixture trusts when it talks to it.
+#[derive(Debug, Clone)]
+struct Https {
+    certificate: PathBuf,
+    private_key: PathBuf,
+    ca: PathBuf,
 }
 
 impl InfluxDbBuilder {
+    /// Serves the HTTP API over HTTPS only (`https-enabled = true`) with this certificate
+    /// chain and key (PEM files); the fixture's own requests then go through `curl
+    /// --cacert ca`, and [`InfluxDb::url`] is `https://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn https(mut self, certificate: &Path, private_key: &Path, ca: &Path) -> Self {
+        self.https = Some(Https {
+            certificate: certificate.to_owned(),
+            private_key: private_key.to_owned(),
+            ca: ca.to_owned(),
+        });
+        self
+    }
+
     /// Enables InfluxDB's Graphite TCP input on a free port.
     #[must_use]
     pub fn graphite(mut self, service: GraphiteService) -> Self {
@@ -121,6 +144,7 @@ impl InfluxDbBuilder {
                 rpc_port,
                 graphite.as_ref(),
                 self.admin.is_some(),
+                self.https.as_ref(),
                 &self.extra_config,
             ),
         );
@@ -132,6 +156,7 @@ impl InfluxDbBuilder {
             http_port,
             graphite,
             admin: self.admin,
+            https_ca: self.https.map(|h| h.ca),
             process,
         };
         influx.launch();
@@ -177,6 +202,8 @@ pub struct InfluxDb {
     http_port: u16,
     graphite: Option<(GraphiteService, u16)>,
     admin: Option<(String, String)>,
+    /// With HTTPS: the CA its certificate is checked against.
+    https_ca: Option<PathBuf>,
     process: ServerProcess,
 }
 
@@ -193,7 +220,26 @@ impl InfluxDb {
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.https_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr())
+    }
+
+    /// One request, over HTTPS (with curl) when the server serves HTTPS.
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpResponse> {
+        match &self.https_ca {
+            None => http_request(method, url, headers, body),
+            Some(ca) => crate::http::curl_request(method, url, headers, body, Some(ca)),
+        }
     }
 
     /// The HTTP API address.
@@ -294,7 +340,7 @@ impl InfluxDb {
             headers.push(("Authorization", auth.as_str()));
         }
         let url = format!("{}{path}", self.url());
-        http_request(method, &url, &headers, body)
+        self.send(method, &url, &headers, body)
             .unwrap_or_else(|err| panic!("{method} {url} failed: {err}\n{}", self.describe()))
     }
 
@@ -411,9 +457,19 @@ impl InfluxDb {
         self.process.spawn();
         let ping = format!("{}/ping", self.url());
         let graphite = self.graphite.as_ref().map(|(_, port)| loopback(*port));
+        let https = self.https_ca.is_some();
+        let addr = self.addr();
+        let ca = self.https_ca.clone();
         self.process.wait_until("influxd /ping", STARTUP, || {
-            http_request("GET", &ping, &[], &[]).is_ok_and(|r| r.status == 204)
-                && graphite.is_none_or(tcp_is_listening)
+            // Over HTTPS, curl runs only once the port listens: a process per poll is dear.
+            let answered = if https {
+                tcp_is_listening(addr)
+                    && crate::http::curl_request("GET", &ping, &[], &[], ca.as_deref())
+                        .is_ok_and(|r| r.status == 204)
+            } else {
+                http_request("GET", &ping, &[], &[]).is_ok_and(|r| r.status == 204)
+            };
+            answered && graphite.is_none_or(tcp_is_listening)
         });
     }
 
@@ -433,7 +489,7 @@ impl InfluxDb {
             headers.push(("Authorization", auth.as_str()));
         }
         let url = format!("{}/query", self.url());
-        http_request("POST", &url, &headers, body.as_bytes())
+        self.send("POST", &url, &headers, body.as_bytes())
             .unwrap_or_else(|err| panic!("POST {url} ({q}) failed: {err}\n{}", self.describe()))
     }
 
@@ -461,8 +517,17 @@ fn render_config(
     rpc_port: u16,
     graphite: Option<&(GraphiteService, u16)>,
     auth: bool,
+    https: Option<&Https>,
     extra: &str,
 ) -> String {
+    let https_settings = match https {
+        None => "  https-enabled = false\n".to_owned(),
+        Some(h) => format!(
+            "  https-enabled = true\n  https-certificate = {}\n  https-private-key = {}\n",
+            toml_string(&h.certificate.display().to_string()),
+            toml_string(&h.private_key.display().to_string()),
+        ),
+    };
     let dir = |name: &str| toml_string(&root.join(name).display().to_string());
     // Everything that would listen on a fixed port or do background work the tests do not
     // want is pinned or switched off; logs stay at warn, but the HTTP access log is on, as it
@@ -499,8 +564,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   auth-enabled = {auth}
   log-enabled = true
   pprof-enabled = false
-  https-enabled = false
-
+{https_settings}
 [logging]
   level = "warn"
   suppress-logo = true
@@ -712,7 +776,7 @@ mod tests {
             .separator("_")
             .template("servers.* .host.measurement*")
             .tag("source=graphite");
-        let config = render_config(Path::new("/t"), 1, 2, Some(&(service, 3)), false, "");
+        let config = render_config(Path::new("/t"), 1, 2, Some(&(service, 3)), false, None, "");
         assert!(
             config.contains("bind-address = \"127.0.0.1:2\""),
             "{config}"

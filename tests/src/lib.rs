@@ -61,7 +61,9 @@ pub use carbon::{
 pub use gateway::{
     fluxgate_bin, fluxgate_command, prometheus_value, run_fluxgate, Gateway, GatewayBuilder,
 };
-pub use http::{form_urlencode, gzip, http_get, http_post, http_request, HttpResponse};
+pub use http::{
+    curl_request, form_urlencode, gzip, http_get, http_post, http_request, HttpResponse,
+};
 pub use influx_v2::{InfluxV2Mock, Received, Reply};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
 pub use net::{

@@ -955,7 +955,9 @@ asyncio.run(main(int(sys.argv[1])))
 
 #[test]
 fn aioinflux_works_through_the_gateway() {
-    let stack = Stack::start("");
+    // The client creates its database through /query: that takes `query = "passthrough"`
+    // (the default, read_only, refuses CREATE DATABASE). The text lands in [listeners.http].
+    let stack = Stack::start("query = \"passthrough\"");
     let port = stack.ports.http.port().to_string();
     let before = now_ns();
     let stdout = Python::venv().run_ok(AIOINFLUX, &[&port], PYTHON_TIMEOUT);
@@ -1059,7 +1061,9 @@ print(json.dumps(rows))
 
 #[test]
 fn influxdb_python_works_through_the_gateway() {
-    let stack = Stack::start("");
+    // create_database('pydb') goes through /query: `query = "passthrough"` (in
+    // [listeners.http], where this text lands) lets it.
+    let stack = Stack::start("query = \"passthrough\"");
     let port = stack.ports.http.port().to_string();
     let before = now_ns();
     let stdout = Python::venv().run_ok(INFLUXDB_PYTHON, &[&port], PYTHON_TIMEOUT);

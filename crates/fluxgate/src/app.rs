@@ -473,7 +473,7 @@ impl Gateway {
             (_, reuse) => {
                 let tcp = match reuse {
                     Some(Socket::Tcp(s)) => s,
-                    _ => Arc::new(TcpListener::bind(addr).await.map_err(bind_err)?),
+                    _ => Arc::new(bind_tcp(addr).map_err(bind_err)?),
                 };
                 let local = tcp.local_addr().map_err(bind_err)?;
                 let t = tracker.clone();
@@ -651,6 +651,25 @@ fn build_pipeline(
         config: config.clone(),
         metrics: metrics.clone(),
     })
+}
+
+/// How many connections the kernel may hold for a TCP listener before it accepts them. The
+/// usual 128 makes a burst of reconnecting senders (every relay after a restart of the
+/// gateway) wait a SYN retransmit, a second, for a place in the queue.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind_tcp(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A TLS acceptor for a listener's `tls_cert` / `tls_key` / `tls_client_ca`, if set.

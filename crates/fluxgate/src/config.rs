@@ -825,6 +825,13 @@ impl Config {
                 "header_timeout must be greater than zero",
             ));
         }
+        if !h.idle_timeout.is_zero() && h.idle_timeout < h.write_timeout {
+            // A write waiting for room moves no byte; it must not be cut as idle.
+            return Err(ConfigError::invalid(
+                "listeners.http",
+                "idle_timeout must be at least write_timeout (or 0s: never)",
+            ));
+        }
         for (i, u) in h.users.iter().enumerate() {
             match u.expose().split_once(':') {
                 Some((name, _)) if !name.is_empty() => {}
@@ -1228,6 +1235,13 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("need tls = true"), "{e}");
+        let e = Config::from_toml("[listeners.http]\nidle_timeout = \"5s\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "listeners.http: idle_timeout must be at least write_timeout (or 0s: never)"
+        );
         // https is accepted now.
         Config::from_toml(
             "[[outputs.influxdb]]\nname=\"a\"\nurl=\"https://127.0.0.1:1\"\n",

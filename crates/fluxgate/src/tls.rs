@@ -231,7 +231,14 @@ impl AsyncRead for Conn {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Server(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            // Most senders close without a TLS close_notify; for a stream of lines or
+            // frames, that is an end like any other (a cut line or frame is still cut).
+            Conn::Server(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
             Conn::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }

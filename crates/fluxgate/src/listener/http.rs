@@ -110,6 +110,8 @@ pub async fn serve(
                 Some(acceptor) => tokio::select! {
                     r = tokio::time::timeout(timeouts.header, acceptor.accept(stream)) => match r {
                         Ok(Ok(s)) => Some(Conn::Server(Box::new(s))),
+                        // Closed before saying anything: a port probe.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
                         Ok(Err(e)) => {
                             conn_ctx.reject("tls_handshake", 1);
                             warn_limited!(conn_ctx.log_limit, listener = conn_ctx.name, %peer, "TLS handshake failed: {e}");

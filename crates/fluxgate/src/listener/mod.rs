@@ -178,6 +178,8 @@ pub(crate) async fn handshake(
     };
     match done {
         Ok(Ok(s)) => Some(Conn::Server(Box::new(s))),
+        // Closed before saying anything: a port probe, not a failed client.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
         Ok(Err(e)) => {
             ctx.reject("tls_handshake", 1);
             warn_limited!(ctx.log_limit, listener = ctx.name, %peer, "TLS handshake failed: {e}");
