@@ -250,7 +250,7 @@ fn partial_http_bodies_stay_within_max_buffered_bytes() {
     let gateway = Gateway::start(
         &format!(
             "[listeners.http]\naddress = \"{http}\"\nmax_buffered_bytes = 16777216\n\
-             idle_timeout = \"3s\"\n\
+             idle_timeout = \"3s\"\nwrite_timeout = \"2s\"\n\
              [[outputs.influxdb]]\nname = \"influx\"\nurl = \"{}\"\ndatabase = \"limits\"\n",
             influx.url()
         ),

@@ -285,7 +285,8 @@ fn query_answers_stream_and_an_upstream_break_is_not_a_complete_answer() {
     });
     let http = loopback(free_port());
     let config = format!(
-        "[listeners.http]\naddress = \"{http}\"\n[[outputs.influxdb]]\nname = \"influx\"\nurl = \"http://{up_addr}\"\n"
+        "[listeners.http]\naddress = \"{http}\"\n[[outputs.influxdb]]\nname = \"influx\"\nurl = \"http://{up_addr}\"\n\
+         create_database = false\n"
     );
     let gw = Gateway::start(&config, http);
     let mut c = TcpStream::connect(http).unwrap();
@@ -460,7 +461,7 @@ fn secrets_stay_out_of_check_output_logs_and_502_bodies() {
     let closed = loopback(free_port());
     let http = loopback(free_port());
     let config = format!(
-        "[listeners.http]\naddress = \"{http}\"\nquery = \"passthrough\"\n\
+        "[listeners.http]\naddress = \"{http}\"\nquery = \"passthrough\"\nack = \"queued\"\n\
          [[outputs.influxdb]]\nname = \"influx\"\nurl = \"http://admin:URLSECRET@{closed}\"\n\
          password = \"OUTSECRET\"\nusername = \"admin\"\nretry_max = \"200ms\"\n"
     );
