@@ -94,9 +94,7 @@ run_once() {
     cat >"$dir/fluxgate.toml" <<EOF
 [log]
 level = "warn"
-
-[gateway]
-data_dir = "$dir/data"
+$( [[ $BUFFER == disk ]] && printf '\n[gateway]\ndata_dir = "%s"\n' "$dir/data" )
 
 [listeners.plaintext]
 tcp = "127.0.0.1:$plain_port"
@@ -111,7 +109,7 @@ templates = ["servers.* .dc.host.measurement.field*"]
 name = "bench"
 url = "http://$sink_addr"
 flush_interval = "$FLUSH_INTERVAL"
-buffer = "$BUFFER"
+$( [[ $BUFFER == disk ]] && echo 'buffer = "disk"' )
 EOF
     cp "$dir/fluxgate.toml" "$WORK/fluxgate.toml"
     "$BIN/fluxgate" run --config "$dir/fluxgate.toml" >"$dir/fluxgate.log" 2>&1 &
