@@ -844,6 +844,12 @@ impl Config {
                 }
             }
         }
+        if h.metrics_auth == Some(true) && !h.auth_enabled() {
+            return Err(ConfigError::invalid(
+                "listeners.http",
+                "metrics_auth = true needs users or tokens to check credentials against",
+            ));
+        }
         if h.tokens.iter().any(|t| t.expose().is_empty()) {
             return Err(ConfigError::invalid(
                 "listeners.http",
@@ -1241,6 +1247,13 @@ mod tests {
         assert_eq!(
             e,
             "listeners.http: idle_timeout must be at least write_timeout (or 0s: never)"
+        );
+        let e = Config::from_toml("[listeners.http]\nmetrics_auth = true\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("metrics_auth = true needs users or tokens"),
+            "{e}"
         );
         // https is accepted now.
         Config::from_toml(
