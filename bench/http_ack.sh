@@ -9,6 +9,8 @@
 # does not move with machine load the way rates do. Prints the medians and the ratio.
 #
 # Settings: CLIENTS=16 LINES_PER_BODY=5000 REQUESTS=25 ROUNDS=3 BUILD=1
+#   TLS=1: the HTTP listener serves HTTPS (a certificate made with openssl for the run) and the
+#   clients connect with TLS: the cost of TLS on the write path.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +23,7 @@ LINES_PER_BODY=${LINES_PER_BODY:-5000}
 REQUESTS=${REQUESTS:-25}
 ROUNDS=${ROUNDS:-3}
 BUILD=${BUILD:-1}
+TLS=${TLS:-0}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 [[ -x $PYTHON ]] || PYTHON=python3
@@ -39,16 +42,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
+TLS_KEYS=
+if [[ $TLS == 1 ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+        >/dev/null 2>&1 || die "openssl could not make a certificate"
+    TLS_KEYS="tls_cert = \"$WORK/cert.pem\"
+tls_key = \"$WORK/key.pem\""
+fi
+
 cat >"$WORK/load.py" <<'EOF'
-import http.client, sys, threading, time
-port, clients, lines, requests = (int(a) for a in sys.argv[1:5])
+import http.client, ssl, sys, threading, time
+port, clients, lines, requests, tls = (int(a) for a in sys.argv[1:6])
 bodies = []
 for c in range(clients):
     rows = [f"bench,client={c},n={i % 500} v={i}i {1700000000000000000 + i}" for i in range(lines)]
     bodies.append(("\n".join(rows) + "\n").encode())
 errors = []
 def client(c):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    if tls:
+        ctx = ssl.create_default_context(cafile=sys.argv[6])
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=ctx)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for _ in range(requests):
         conn.request("POST", "/write?db=bench&precision=n", body=bodies[c])
         r = conn.getresponse()
@@ -79,6 +95,7 @@ level = "warn"
 [listeners.http]
 address = "127.0.0.1:$http_port"
 ack = "$ack"
+$TLS_KEYS
 [[outputs.influxdb]]
 name = "bench"
 url = "http://$sink_addr"
@@ -87,9 +104,11 @@ EOF
     "$BIN/fluxgate" run --config "$dir/fluxgate.toml" >"$dir/fluxgate.log" 2>&1 &
     local fg_pid=$!
     PIDS+=("$fg_pid")
-    wait_for "fluxgate /health" 15 http_get "127.0.0.1:$http_port" /health ||
+    local scheme=http
+    [[ $TLS == 1 ]] && scheme=https
+    wait_for "fluxgate /health" 15 curl -sf --cacert "$WORK/cert.pem" "$scheme://127.0.0.1:$http_port/health" -o /dev/null ||
         die "fluxgate did not start: $(cat "$dir/fluxgate.log")"
-    "$PYTHON" "$WORK/load.py" "$http_port" "$CLIENTS" "$LINES_PER_BODY" "$REQUESTS" >"$dir/load.out"
+    "$PYTHON" "$WORK/load.py" "$http_port" "$CLIENTS" "$LINES_PER_BODY" "$REQUESTS" "$TLS" "$WORK/cert.pem" >"$dir/load.out"
     wait_pid "$sink_pid" 120 || true
     local cpu
     cpu=$(proc_cpu_seconds "$fg_pid")
@@ -112,7 +131,7 @@ EOF
     printf '%s\t%s\t%s\n' "$ack" "$rate" "$cpu_m" >>"$WORK/rows.tsv"
 }
 
-log "$CLIENTS clients x $REQUESTS bodies x $LINES_PER_BODY lines = $TOTAL lines per run, $ROUNDS rounds"
+log "$CLIENTS clients x $REQUESTS bodies x $LINES_PER_BODY lines = $TOTAL lines per run, $ROUNDS rounds, TLS=$TLS"
 for r in $(seq 1 "$ROUNDS"); do
     if ((r % 2)); then run_once queued "$r"; run_once delivered "$r"
     else run_once delivered "$r"; run_once queued "$r"; fi
