@@ -67,8 +67,8 @@ pub use http::{
 pub use influx_v2::{InfluxV2Mock, Received, Reply};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
 pub use net::{
-    free_port, free_udp_port, loopback, send_lines, send_tcp, send_udp, tcp_is_listening,
-    wait_for_tcp, TcpCapture,
+    connect_sender, finish_sender, free_port, free_udp_port, loopback, send_lines, send_tcp,
+    send_udp, tcp_is_listening, wait_for_tcp, TcpCapture,
 };
 pub use pickle::{decode_pickle_body, decode_pickle_frames, pickle_frame, PickledPoint};
 pub use process::{require_binary, run_command, tail_file};

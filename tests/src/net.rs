@@ -337,3 +337,23 @@ fn read_loop(mut stream: TcpStream, buffer: &Mutex<Vec<u8>>, stop: &AtomicBool) 
         }
     }
 }
+
+/// A sender's connection: connected within 5 s, writes that block for more than 30 s fail
+/// (a gateway pushing back longer than that is a test failure, not a hang).
+pub fn connect_sender(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|err| panic!("cannot connect to {addr}: {err}"));
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("set write timeout");
+    stream
+}
+
+/// Closes our side and waits (at most 10 s) for the gateway to close its side: it has then
+/// read everything that was sent.
+pub fn finish_sender(mut stream: TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut sink = [0_u8; 1024];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+}

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,9 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fluxgate_e2e::{
-    eventually, free_port, gzip, http_request, loopback, metric, pickle_frame, send_lines,
-    send_tcp, wait_metric, Gateway, HttpResponse, InfluxDb, InfluxV2Mock, Point, Python, Received,
-    Reply,
+    connect_sender as connect, eventually, finish_sender as finish, free_port, gzip, http_request,
+    loopback, metric, pickle_frame, send_lines, send_tcp, wait_metric, Gateway, HttpResponse,
+    InfluxDb, InfluxV2Mock, Point, Python, Received, Reply,
 };
 use serde_json::{json, Value};
 
@@ -110,24 +110,6 @@ fn stream_line(measurement: &str, i: usize) -> String {
 
 fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
     http_request("POST", url, headers, body).unwrap_or_else(|err| panic!("POST {url}: {err}"))
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|err| panic!("cannot connect to {addr}: {err}"));
-    stream
-        .set_write_timeout(Some(Duration::from_secs(30)))
-        .expect("set write timeout");
-    stream
-}
-
-/// Closes our side and waits for the gateway to close its side (it has then read
-/// everything we sent).
-fn finish(mut stream: TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut sink = [0_u8; 1024];
-    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
 }
 
 /// Asserts that the gateway closed `stream` (EOF or reset) within a few seconds, without

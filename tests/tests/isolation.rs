@@ -23,17 +23,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use fluxgate_e2e::{
-    eventually, free_port, free_udp_port, http_request, loopback, metric, run_fluxgate, send_lines,
-    send_udp, unix_now, wait_metric, CarbonCache, Gateway, HttpResponse, InfluxDb, InfluxV2Mock,
-    Point, Reply, Stored, TcpCapture,
+    connect_sender as connect, eventually, finish_sender as finish, free_port, free_udp_port,
+    http_request, loopback, metric, run_fluxgate, send_lines, send_udp, unix_now, wait_metric,
+    CarbonCache, Gateway, HttpResponse, InfluxDb, InfluxV2Mock, Point, Reply, Stored, TcpCapture,
 };
 use serde_json::Value;
 
@@ -63,23 +63,6 @@ fn lines_body(measurement: &str, n: usize) -> Vec<u8> {
         );
     }
     body.into_bytes()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|err| panic!("cannot connect to {addr}: {err}"));
-    stream
-        .set_write_timeout(Some(Duration::from_secs(30)))
-        .expect("set write timeout");
-    stream
-}
-
-/// Closes our side and waits (bounded) for the gateway to close its side.
-fn finish(mut stream: TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut sink = [0_u8; 1024];
-    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
 }
 
 /// Polls until the gateway's log contains `text`.

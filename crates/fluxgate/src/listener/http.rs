@@ -30,6 +30,7 @@ use super::{
 };
 use crate::{
     config::{AckMode, HttpListener, InfluxApi, QueryPolicy},
+    error_chain,
     output::influxdb::{Destination, Target},
     output::{influxdb::InfluxOutput, Answer, Output},
     pipeline::{Batch, Wait},
@@ -1241,17 +1242,6 @@ async fn query(
             )
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use tracing::info;
 use super::{Answer, Chunk, Form, Grant, Output, Reservation, Shed, Slot};
 use crate::{
     config::{InfluxApi, InfluxOutputConfig, Overflow},
+    error_chain,
     metrics::{Metrics, RateLimit},
     queue::{Acquire, Budget, EntryQueue, Permit, Waiter},
     warn_limited,
@@ -1343,17 +1344,6 @@ fn partial_write_dropped(message: &str) -> Option<usize> {
         .ok()?;
     let unparsable = message.matches("unable to parse '").count();
     Some(stored + unparsable)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
