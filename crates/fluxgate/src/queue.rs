@@ -202,10 +202,6 @@ impl Budget {
         self.inner.room.notify_waiters();
     }
 
-    pub fn is_closed(&self) -> bool {
-        lock(&self.inner.usage).closed
-    }
-
     /// Points taken and not yet released.
     pub fn points(&self) -> usize {
         lock(&self.inner.usage).points
@@ -367,16 +363,6 @@ impl<T> EntryQueue<T> {
         Ok(())
     }
 
-    /// Appends even when closed (entries handed back by the queue's own consumer).
-    pub fn push_front_all(&self, entries: impl DoubleEndedIterator<Item = T>) {
-        let mut st = lock(&self.state);
-        for e in entries.rev() {
-            st.entries.push_front(e);
-        }
-        drop(st);
-        self.readable.notify_one();
-    }
-
     /// Takes every queued entry, waiting for at least one. `None` once closed and empty.
     pub async fn pop_all(&self, out: &mut Vec<T>) -> Option<()> {
         loop {
@@ -412,10 +398,6 @@ impl<T> EntryQueue<T> {
         lock(&self.state).closed = true;
         self.readable.notify_waiters();
         self.readable.notify_one();
-    }
-
-    pub fn is_closed(&self) -> bool {
-        lock(&self.state).closed
     }
 
     /// Closed and nothing left to pop: a consumer can stop.
