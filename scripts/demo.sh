@@ -67,9 +67,10 @@ wait_http "http://127.0.0.1:$HTTP_PORT/health"
 echo "== InfluxDB on :$INFLUX_PORT, fluxgate on :$PLAIN_PORT (plaintext) :$PICKLE_PORT (pickle) :$HTTP_PORT (http)"
 
 GW="http://127.0.0.1:$HTTP_PORT"
-echo "== CREATE DATABASE on InfluxDB itself (the gateway's /query passes only SELECT and SHOW by default)"
-curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'q=CREATE DATABASE graphite' >/dev/null
-curl -s -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode 'q=CREATE DATABASE web' >/dev/null
+# The InfluxDB output creates its own database ("graphite"); a client creates the one it
+# writes to through the gateway, as it would against InfluxDB.
+echo "== CREATE DATABASE web through the gateway's /query"
+curl -s -XPOST "$GW/query" --data-urlencode 'q=CREATE DATABASE web' >/dev/null
 
 NOW=$(date +%s)
 echo "== Graphite plaintext over TCP"
