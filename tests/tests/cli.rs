@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fluxgate_e2e::{run_fluxgate, workspace_root, Python};
+use fluxgate_e2e::{fluxgate_command, run_fluxgate, workspace_root, Python};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -566,4 +566,61 @@ fn dry_run_refuses_a_bad_config_with_exit_status_2() {
     assert_eq!(code, 2, "{stdout}");
     assert!(stderr.contains("unknown field `separatorr`"), "{stderr}");
     assert_eq!(stdout, "");
+}
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_binary() {
+    let (status, bash, stderr) =
+        run_fluxgate(&["completions", "bash"], "", Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert!(bash.contains("_fluxgate()"), "{bash}");
+    for sub in ["run", "check", "dry-run", "buffer", "completions", "man"] {
+        assert!(bash.contains(sub), "no {sub:?} in the bash completions");
+    }
+    let (status, zsh, _) = run_fluxgate(&["completions", "zsh"], "", Duration::from_secs(30));
+    assert!(
+        status.success() && zsh.starts_with("#compdef fluxgate"),
+        "{zsh}"
+    );
+    let (status, man, stderr) = run_fluxgate(&["man"], "", Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert!(man.contains(".TH fluxgate 1"), "{man}");
+    assert!(man.contains("Graphite/InfluxDB protocol gateway"), "{man}");
+}
+
+#[test]
+fn config_values_come_from_the_environment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fluxgate.toml");
+    std::fs::write(
+        &path,
+        "[[outputs.influxdb]]\nname = \"influx\"\nurl = \"${FG_TEST_URL}\"\n\
+         max_in_flight = ${FG_TEST_CONCURRENCY:-3}\n",
+    )
+    .expect("write config");
+    let mut cmd = fluxgate_command();
+    cmd.args(["check", "--config", path.to_str().expect("utf-8 path")])
+        .env("FG_TEST_URL", "http://influx.example:8086")
+        .env_remove("FG_TEST_CONCURRENCY");
+    let out = cmd.output().expect("run fluxgate check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("http://influx.example:8086"), "{stdout}");
+    assert!(stdout.contains("max_in_flight=3"), "{stdout}");
+    // An unset variable without a default names itself.
+    let out = fluxgate_command()
+        .args(["check", "--config", path.to_str().expect("utf-8 path")])
+        .env_remove("FG_TEST_URL")
+        .output()
+        .expect("run fluxgate check");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("environment variable FG_TEST_URL is not set"),
+        "{stderr}"
+    );
 }

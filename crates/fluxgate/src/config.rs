@@ -725,7 +725,12 @@ impl Config {
     }
 
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let text =
+            interpolate(text, |k| std::env::var(k).ok()).map_err(|message| ConfigError::Parse {
+                path: origin.to_string(),
+                message,
+            })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
@@ -886,6 +891,24 @@ impl Config {
             addr.parse::<std::net::SocketAddr>().map_err(|e| {
                 ConfigError::invalid("listeners", format!("bad address {addr:?}: {e}"))
             })?;
+        }
+        // Two TCP listeners on one address: the second could never bind.
+        let tcp = [
+            ("listeners.plaintext.tcp", &p.tcp),
+            ("listeners.pickle.tcp", &self.listeners.pickle.tcp),
+            ("listeners.http.address", &self.listeners.http.address),
+        ];
+        for (i, (a, addr_a)) in tcp.iter().enumerate() {
+            for (b, addr_b) in &tcp[i + 1..] {
+                if let (Some(x), Some(y)) = (addr_a, addr_b) {
+                    if x.parse::<std::net::SocketAddr>().ok() == y.parse().ok() {
+                        return Err(ConfigError::invalid(
+                            "listeners",
+                            format!("{a} and {b} are both {x:?}: one TCP address, one listener"),
+                        ));
+                    }
+                }
+            }
         }
         let mut names = std::collections::HashSet::new();
         for out in &self.outputs.influxdb {
@@ -1076,6 +1099,116 @@ impl GraphiteConfig {
             tags: self.tags.clone(),
         }
     }
+}
+
+/// `${VAR}` and `${VAR:-default}` in the config text are replaced by the environment's values
+/// before it is parsed, as Telegraf does, so that endpoints, tokens and limits (numbers too:
+/// `max_in_flight = ${CONCURRENCY:-4}`) can come from the environment. Comments are left
+/// alone; `$${` stands for a literal `${`. An unset variable without a default is an error
+/// naming it and its line.
+pub fn interpolate(text: &str, get: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    // Inside a multi-line string ("""...""" or '''...'''), across lines.
+    let mut multiline: Option<&str> = None;
+    for (number, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        let mut quote: Option<char> = None;
+        while !rest.is_empty() {
+            if let Some(delim) = multiline {
+                match rest.find(delim) {
+                    Some(at) => {
+                        substitute(&rest[..at], &get, number + 1, &mut out)?;
+                        out.push_str(delim);
+                        rest = &rest[at + delim.len()..];
+                        multiline = None;
+                    }
+                    None => {
+                        substitute(rest, &get, number + 1, &mut out)?;
+                        rest = "";
+                    }
+                }
+                continue;
+            }
+            let mut chars = rest.char_indices();
+            let mut cut = rest.len();
+            let mut comment = false;
+            while let Some((i, c)) = chars.next() {
+                match (quote, c) {
+                    (None, '#') => {
+                        cut = i;
+                        comment = true;
+                        break;
+                    }
+                    (None, '"' | '\'') => {
+                        let triple = if c == '"' { "\"\"\"" } else { "\'\'\'" };
+                        if rest[i..].starts_with(triple) {
+                            cut = i + 3;
+                            multiline = Some(triple);
+                            break;
+                        }
+                        quote = Some(c);
+                    }
+                    (Some('"'), '\\') => {
+                        chars.next();
+                    }
+                    (Some(q), c) if c == q => quote = None,
+                    _ => {}
+                }
+            }
+            substitute(&rest[..cut], &get, number + 1, &mut out)?;
+            if comment {
+                out.push_str(&rest[cut..]);
+                rest = "";
+            } else {
+                rest = &rest[cut..];
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn substitute(
+    mut text: &str,
+    get: &impl Fn(&str) -> Option<String>,
+    line: usize,
+    out: &mut String,
+) -> Result<(), String> {
+    while let Some(at) = text.find('$') {
+        out.push_str(&text[..at]);
+        let after = &text[at..];
+        if let Some(rest) = after.strip_prefix("$${") {
+            out.push_str("${");
+            text = rest;
+        } else if let Some(rest) = after.strip_prefix("${") {
+            let end = rest
+                .find('}')
+                .ok_or_else(|| format!("line {line}: unterminated ${{ in the config"))?;
+            let (name, default) = match rest[..end].split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (&rest[..end], None),
+            };
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!("line {line}: ${{{name}}} is not a variable name"));
+            }
+            match (get(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!(
+                        "line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                    ))
+                }
+            }
+            text = &rest[end + 1..];
+        } else {
+            out.push('$');
+            text = &after[1..];
+        }
+    }
+    out.push_str(text);
+    Ok(())
 }
 
 fn decode_punycode(segment: &str) -> Result<std::borrow::Cow<'_, str>, metric_name::Error> {
@@ -1275,6 +1408,59 @@ mod tests {
         );
         assert_eq!(redact_url("http://127.0.0.1:8086"), "http://127.0.0.1:8086");
         assert_eq!(redact_url("http://u:x@[bad"), "http://***@[bad");
+    }
+
+    #[test]
+    fn two_tcp_listeners_on_one_address_are_refused() {
+        let e = Config::from_toml(
+            "[listeners.plaintext]\ntcp = \"127.0.0.1:2003\"\n[listeners.http]\naddress = \"127.0.0.1:2003\"\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "listeners: listeners.plaintext.tcp and listeners.http.address are both \"127.0.0.1:2003\": one TCP address, one listener"
+        );
+        // TCP and UDP on one port are two sockets.
+        Config::from_toml(
+            "[listeners.plaintext]\ntcp = \"127.0.0.1:2003\"\nudp = \"127.0.0.1:2003\"\n",
+            "t",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn environment_variables_fill_values_but_not_comments() {
+        let env = |k: &str| match k {
+            "URL" => Some("http://influx:8086".to_owned()),
+            "CONC" => Some("8".to_owned()),
+            _ => None,
+        };
+        let text = "url = \"${URL}\" # not ${IN_A_COMMENT}\nmax = ${CONC}\nn = ${MISSING:-3}\n\
+                    s = 'lit ${CONC}'\nkeep = \"$${URL} and $5\"\n";
+        assert_eq!(
+            interpolate(text, env).unwrap(),
+            "url = \"http://influx:8086\" # not ${IN_A_COMMENT}\nmax = 8\nn = 3\n\
+             s = 'lit 8'\nkeep = \"${URL} and $5\"\n"
+        );
+        assert_eq!(
+            interpolate("a = 1\nb = \"${NOPE}\"\n", env).unwrap_err(),
+            "line 2: environment variable NOPE is not set (write ${NOPE:-default} for a default)"
+        );
+        assert_eq!(
+            interpolate("x = \"${a b}\"", env).unwrap_err(),
+            "line 1: ${a b} is not a variable name"
+        );
+        // A '#' inside a string is not a comment; multi-line strings are followed.
+        assert_eq!(
+            interpolate(
+                "s = \"a#${CONC}\"\nm = \"\"\"\n${CONC}\n\"\"\" # ${X}\n",
+                env
+            )
+            .unwrap(),
+            "s = \"a#8\"\nm = \"\"\"\n8\n\"\"\" # ${X}\n"
+        );
     }
 
     #[test]

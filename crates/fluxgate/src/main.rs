@@ -47,6 +47,10 @@ enum Command {
         name_encoding: NameEncoding,
         names: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `fluxgate man > /usr/share/man/man1/fluxgate.1`.
+    Man,
     /// Inspect or act on the outputs' disk buffers (`buffer = "disk"`).
     Buffer {
         #[command(subcommand)]
@@ -140,6 +144,25 @@ fn main() -> ExitCode {
             }
         }
         Command::Buffer { action } => buffer_command(&cli.config, action),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            // Rendered first, so a closed pipe (`| head`) is an ordinary write error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "fluxgate", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => run(cli.config, cli.log_level),
     }
 }
@@ -296,7 +319,9 @@ fn init_logging(filter: &str, format: LogFormat) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a journal or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -122,6 +122,14 @@ impl Metrics {
             "Proxied queries that waited for the writes acknowledged before them, by outcome.",
             &["outcome"],
         );
+        // Always 1: the version as a label, so dashboards can tell which build runs where.
+        gauge(
+            "fluxgate_build_info",
+            "The running build (always 1).",
+            &["version"],
+        )
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
         let buffer_repaired = counter(
             "fluxgate_buffer_repaired_total",
             "Damaged disk-buffer records or segment tails cut at open or skipped when read.",
