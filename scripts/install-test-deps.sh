@@ -31,6 +31,7 @@ declare -A package_of=(
     [whisper-fetch]=graphite-carbon
     [carbon-c-relay]=carbon-c-relay
     [influx]=influxdb-client
+    [systemd-analyze]=systemd
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }

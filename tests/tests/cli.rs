@@ -624,3 +624,71 @@ fn config_values_come_from_the_environment() {
         "{stderr}"
     );
 }
+
+/// `dist/fluxgate.service` is a unit systemd accepts: `systemd-analyze verify` on it, with the
+/// binary under test in place of /usr/bin/fluxgate.
+#[test]
+fn the_systemd_unit_verifies() {
+    let analyze = fluxgate_e2e::require_binary("systemd-analyze", "systemd");
+    let unit = fs::read_to_string(workspace_root().join("dist/fluxgate.service")).expect("unit");
+    assert!(unit.contains("Type=notify"), "{unit}");
+    assert!(
+        unit.contains("ExecReload=/bin/kill -HUP $MAINPID"),
+        "{unit}"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fluxgate.service");
+    let bin = fluxgate_e2e::fluxgate_bin();
+    fs::write(
+        &path,
+        unit.replace("/usr/bin/fluxgate", bin.to_str().expect("utf-8 path")),
+    )
+    .expect("write unit");
+    let out = std::process::Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Under systemd (`Type=notify`) the gateway says READY=1 once it listens, RELOADING=1 (with
+/// MONOTONIC_USEC) then READY=1 around a SIGHUP, and STOPPING=1 at SIGTERM.
+#[test]
+fn the_gateway_tells_systemd_when_it_is_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let http = fluxgate_e2e::loopback(fluxgate_e2e::free_port());
+    let mut gateway =
+        fluxgate_e2e::Gateway::builder(&format!("[listeners.http]\naddress = \"{http}\"\n"))
+            .http_addr(http)
+            .env("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8 path"))
+            .start();
+    assert_eq!(next(), "READY=1\n");
+    gateway.sighup();
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(next(), "READY=1\n");
+    gateway.sigterm();
+    assert_eq!(next(), "STOPPING=1\n");
+    let status = gateway.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{status}");
+}

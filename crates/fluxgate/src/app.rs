@@ -173,11 +173,21 @@ impl Gateway {
         let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
         let mut int = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
         let mut hup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
+        // Under systemd (`Type=notify`): ready once every listener is bound.
+        notify(&[sd_notify::NotifyState::Ready]);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => self.reload().await,
+                _ = hup.recv() => {
+                    // systemd's reload protocol: RELOADING=1 with the time it began.
+                    match sd_notify::NotifyState::monotonic_usec_now() {
+                        Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+                        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+                    }
+                    self.reload().await;
+                    notify(&[sd_notify::NotifyState::Ready]);
+                }
                 // Reap outputs retired by earlier reloads as they finish.
                 Some(_) = self.retiring.join_next(), if !self.retiring.is_empty() => {
                     self.retired.retain(|o| o.outstanding() > 0);
@@ -187,6 +197,7 @@ impl Gateway {
                 .retain(|(_, tracker)| !tracker.is_empty());
         }
         info!("shutting down: no longer accepting, draining queues");
+        notify(&[sd_notify::NotifyState::Stopping]);
         Ok(self.shutdown().await)
     }
 
@@ -546,6 +557,14 @@ impl Gateway {
             },
         );
         Ok(local)
+    }
+}
+
+/// Tells systemd (when it started us with `NOTIFY_SOCKET`) how the gateway is doing;
+/// without systemd nothing happens.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!("cannot notify systemd: {e}");
     }
 }
 
