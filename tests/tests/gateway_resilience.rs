@@ -266,6 +266,19 @@ flush_interval = "100ms"
         ),
         POINTS as f64
     );
+    // The outage is one line in the log when it starts and one when it ends, not a line per
+    // retry; every delivered request is in the receipt-to-acknowledgement histogram.
+    let log = gateway.log();
+    assert_eq!(log.matches("upstream is failing").count(), 1, "{log}");
+    assert_eq!(log.matches("upstream is delivering again").count(), 1, "{log}");
+    assert!(log.contains("fluxgate started"), "{log}");
+    assert!(
+        metric(
+            &gateway,
+            "fluxgate_write_latency_seconds_count",
+            &[("output", "influx")]
+        ) >= 1.0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

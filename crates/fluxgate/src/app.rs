@@ -154,6 +154,18 @@ impl Gateway {
             bound: HashMap::new(),
         };
         gw.sync_listeners(&config, true).await?;
+        let mut listeners: Vec<String> = gw
+            .bound
+            .iter()
+            .map(|(name, addr)| format!("{name}={addr}"))
+            .collect();
+        listeners.sort();
+        info!(
+            version = env!("CARGO_PKG_VERSION"),
+            listeners = %listeners.join(" "),
+            outputs = %config.output_names().join(" "),
+            "fluxgate started"
+        );
         Ok(gw)
     }
 

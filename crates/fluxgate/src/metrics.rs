@@ -44,6 +44,8 @@ pub struct Metrics {
     pub query_waits: IntCounterVec,
     /// Damaged disk-buffer records or segment tails cut at open or skipped when read.
     pub buffer_repaired: IntCounterVec,
+    /// From receipt of a batch's oldest point to the upstream's acknowledgement of it.
+    pub write_latency: HistogramVec,
     /// Records and bytes in an output's disk buffer.
     pub buffer_records: IntGaugeVec,
     pub buffer_bytes: IntGaugeVec,
@@ -122,6 +124,13 @@ impl Metrics {
             "Proxied queries that waited for the writes acknowledged before them, by outcome.",
             &["outcome"],
         );
+        // CPU seconds, resident memory and open file descriptors of the process
+        // (process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds).
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
         // Always 1: the version as a label, so dashboards can tell which build runs where.
         gauge(
             "fluxgate_build_info",
@@ -164,6 +173,20 @@ impl Metrics {
         registry
             .register(Box::new(batch_duration.clone()))
             .expect("unique metric");
+        let write_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "fluxgate_write_latency_seconds",
+                "From receipt of the oldest point of a request to the upstream's acknowledgement.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["output"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(write_latency.clone()))
+            .expect("unique metric");
         Self {
             registry,
             received,
@@ -178,6 +201,7 @@ impl Metrics {
             destination_up,
             unrouted,
             query_waits,
+            write_latency,
             buffer_repaired,
             buffer_records,
             buffer_bytes,

@@ -514,6 +514,8 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
     let mut attempt = 0u32;
     let encoder = FrameEncoder::new();
     let mut handed_over = false;
+    // Since when it could not connect (for one line down, one line back).
+    let mut down_since: Option<Instant> = None;
     loop {
         if !handed_over {
             let successor = lock(&inner.successor).clone();
@@ -539,14 +541,21 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
             }
             match connect(&d).await {
                 Ok(c) => {
-                    if attempt > 0 {
-                        info!(output = %d.output, destination = %d.label, "connected");
+                    if let Some(since) = down_since.take() {
+                        info!(output = %d.output, destination = %d.label,
+                            down_for = ?since.elapsed(), queued = d.budget.points(),
+                            "destination is back");
                     }
                     attempt = 0;
                     d.set_up(true);
                     conn = Some(c);
                 }
                 Err(e) => {
+                    if down_since.is_none() {
+                        down_since = Some(Instant::now());
+                        tracing::warn!(output = %d.output, destination = %d.label,
+                            "destination is down ({e}); its points wait in its queue");
+                    }
                     d.set_up(false);
                     d.send_error("connect");
                     if inner.rehomes(index) {

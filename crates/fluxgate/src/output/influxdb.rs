@@ -111,6 +111,8 @@ struct Entry {
     body: Bytes,
     points: usize,
     permit: Permit,
+    /// When the output took it (the start of `fluxgate_write_latency_seconds`).
+    received: Instant,
 }
 
 /// A request is cut when its body reaches this size even if it holds fewer than
@@ -138,9 +140,12 @@ struct Ctx {
     /// Set by [`Output::hand_over`]: where the worker sends what it has not sent yet.
     successor: Mutex<Option<Arc<dyn Output>>>,
     abandoned: AtomicBool,
+    /// Since when the upstream has been failing (for one line down, one line back).
+    down_since: Mutex<Option<Instant>>,
     sent: IntCounter,
     retries: IntCounter,
     duration: Histogram,
+    latency: Histogram,
     metrics: Metrics,
     log_limit: RateLimit,
 }
@@ -211,6 +216,8 @@ impl InfluxOutput {
             direct: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight)),
             successor: Mutex::new(None),
             abandoned: AtomicBool::new(false),
+            down_since: Mutex::new(None),
+            latency: metrics.write_latency.with_label_values(&[name]),
             sent: metrics.sent_points.with_label_values(&[name]),
             retries: metrics.retries.with_label_values(&[name]),
             duration: metrics.batch_duration.with_label_values(&[name]),
@@ -372,6 +379,7 @@ impl Output for InfluxOutput {
                 body: g.body,
                 points: g.points,
                 permit: g.permit,
+                received: Instant::now(),
             };
             if let Err(Item::Entry(mut e)) = self.ctx.inbox.push(Item::Entry(entry)) {
                 let mut c = Chunk::new(g.target, e.body, e.points);
@@ -415,6 +423,7 @@ impl Output for InfluxOutput {
                 body: chunk.body,
                 points: chunk.points,
                 permit,
+                received: Instant::now(),
             };
             if let Err(Item::Entry(e)) = self.ctx.inbox.push(Item::Entry(entry)) {
                 self.ctx
@@ -483,6 +492,7 @@ impl Output for InfluxOutput {
             .filter_map(|g| match g.slot {
                 Slot::Partition(dest) => Some(Request {
                     id: 0,
+                    received: Instant::now(),
                     dest,
                     body: g.body.to_vec(),
                     points: g.points,
@@ -531,6 +541,8 @@ fn join_path(base: &reqwest::Url, path: &str) -> reqwest::Url {
 struct Request {
     /// In the order the worker cut them (0 for writes sent at once).
     id: u64,
+    /// When its oldest point was taken.
+    received: Instant,
     dest: Destination,
     body: Vec<u8>,
     points: usize,
@@ -545,6 +557,8 @@ struct Lane {
     open_points: usize,
     open_permit: Permit,
     since: Option<Instant>,
+    /// When the oldest point of the open batch was taken.
+    oldest: Option<Instant>,
     ready: VecDeque<Request>,
     busy: bool,
 }
@@ -582,6 +596,7 @@ impl Lane {
         self.since = None;
         self.ready.push_back(Request {
             id: ids.issue(dest),
+            received: self.oldest.take().unwrap_or_else(Instant::now),
             dest: dest.clone(),
             body: std::mem::take(&mut self.open),
             points: std::mem::take(&mut self.open_points),
@@ -732,6 +747,7 @@ fn distribute(
         if l.open_points == 0 {
             l.since = Some(Instant::now());
         }
+        l.oldest = Some(l.oldest.map_or(entry.received, |o| o.min(entry.received)));
         l.open.extend_from_slice(line);
         l.open.push(b'\n');
         l.open_points += 1;
@@ -799,6 +815,7 @@ fn evict_oldest(
             None => {
                 l.open.clear();
                 l.since = None;
+                l.oldest = None;
                 drop(std::mem::take(&mut l.open_permit));
                 std::mem::take(&mut l.open_points)
             }
@@ -976,6 +993,8 @@ impl Ctx {
                 match self.attempt(&req).await {
                     Attempt::Delivered => {
                         self.sent.inc_by(req.points as u64);
+                        self.latency.observe(req.received.elapsed().as_secs_f64());
+                        self.back_up();
                         break;
                     }
                     Attempt::Rejected { status: 404, .. }
@@ -1024,6 +1043,7 @@ impl Ctx {
                         break;
                     }
                     Attempt::Retry { reason, after } => {
+                        self.gone_down(&reason);
                         let delay = after
                             .unwrap_or_else(|| self.backoff(attempt))
                             .min(self.cfg.retry_max);
@@ -1053,6 +1073,26 @@ impl Ctx {
             }
         }
         Ok(())
+    }
+
+    /// One line when the upstream starts failing (not one per retry).
+    fn gone_down(&self, reason: &str) {
+        let mut down = lock(&self.down_since);
+        if down.is_none() {
+            *down = Some(Instant::now());
+            tracing::warn!(output = %self.cfg.name, upstream = %crate::config::redact_url(&self.cfg.url),
+                "upstream is failing ({reason}); retrying, points wait in the queue");
+        }
+    }
+
+    /// One line when it delivers again: how long it was failing and what waited meanwhile.
+    fn back_up(&self) {
+        let since = lock(&self.down_since).take();
+        if let Some(since) = since {
+            info!(output = %self.cfg.name, upstream = %crate::config::redact_url(&self.cfg.url),
+                down_for = ?since.elapsed(), queued = self.total.points(),
+                "upstream is delivering again");
+        }
     }
 
     /// Whether a 404 for `dest` is answered by creating the output's own database.
@@ -1261,6 +1301,7 @@ fn split(req: Request) -> (Request, Request) {
     (
         Request {
             id: req.id,
+            received: req.received,
             dest: req.dest.clone(),
             body: first,
             points: half,
@@ -1268,6 +1309,7 @@ fn split(req: Request) -> (Request, Request) {
         },
         Request {
             id: req.id,
+            received: req.received,
             dest: req.dest,
             body: second,
             points: req.points - half,
@@ -1394,6 +1436,7 @@ mod tests {
     fn split_halves_on_line_boundaries() {
         let req = Request {
             id: 0,
+            received: Instant::now(),
             dest: Destination::new("d", ""),
             body: b"a v=1 1\nb v=2 2\nc v=3 3\n".to_vec(),
             points: 3,
