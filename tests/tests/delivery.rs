@@ -1000,10 +1000,12 @@ fn a_long_partial_write_message_is_accounted_per_point() {
     influx.create_database("pw");
     let measurement = format!("m{}", "x".repeat(300));
     let field = format!("f{}", "y".repeat(300));
-    // The field is an integer from here on; a float for it is a type conflict.
+    // The field is an integer from here on; a float for it is a type conflict. InfluxDB keeps
+    // field types per shard, so this point sits in the shard the gateway's points go to
+    // (otherwise whichever of the gateway's parallel requests came first would decide).
     influx.write(
         "pw",
-        &format!("{measurement},src=direct {field}=0i 1600000000000000000"),
+        &format!("{measurement},src=direct {field}=0i 1699999999000000000"),
     );
     let http = loopback(free_port());
     let gateway = Gateway::start(
@@ -1038,7 +1040,7 @@ fn a_long_partial_write_message_is_accounted_per_point() {
     let answer = write(
         &influx.url(),
         "pw",
-        &format!("{measurement},src=probe {field}=1.5 1600000000000000001"),
+        &format!("{measurement},src=probe {field}=1.5 1699999999000000001"),
     );
     assert_eq!(answer.status, 400);
     assert!(answer.text().len() > 512, "{}", answer.text());
@@ -1081,4 +1083,45 @@ fn a_long_partial_write_message_is_accounted_per_point() {
         gateway.metrics(),
         gateway.log_tail(20)
     );
+}
+
+/// Once the upstream has answered, `/ping` reports the upstream's own version, as a client
+/// pointed at InfluxDB directly would see it.
+#[test]
+fn ping_reports_the_upstreams_version_once_known() {
+    let influx = InfluxDb::start();
+    influx.create_database("pings");
+    let direct = http_request("GET", &format!("{}/ping", influx.url()), &[], &[]).unwrap();
+    let upstream = direct
+        .header("X-Influxdb-Version")
+        .expect("influxd reports its version")
+        .to_owned();
+    let http = loopback(free_port());
+    let gateway = Gateway::start(
+        &format!(
+            "[listeners.http]\naddress = \"{http}\"\n\
+             [[outputs.influxdb]]\nname = \"influx\"\nurl = \"{}\"\ndatabase = \"pings\"\n",
+            influx.url()
+        ),
+        http,
+    );
+    let write = http_request(
+        "POST",
+        &format!("{}/write?db=pings", gateway.url()),
+        &[],
+        b"m v=1 1700000000000000000",
+    )
+    .unwrap();
+    assert_eq!(write.status, 204, "{}", write.text());
+    let ping = http_request("GET", &format!("{}/ping", gateway.url()), &[], &[]).unwrap();
+    assert_eq!(ping.status, 204);
+    assert_eq!(ping.header("X-Influxdb-Version"), Some(upstream.as_str()));
+    let verbose = http_request(
+        "GET",
+        &format!("{}/ping?verbose=true", gateway.url()),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(verbose.json(), json!({ "version": upstream }));
 }

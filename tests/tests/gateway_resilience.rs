@@ -270,7 +270,11 @@ flush_interval = "100ms"
     // retry; every delivered request is in the receipt-to-acknowledgement histogram.
     let log = gateway.log();
     assert_eq!(log.matches("upstream is failing").count(), 1, "{log}");
-    assert_eq!(log.matches("upstream is delivering again").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("upstream is delivering again").count(),
+        1,
+        "{log}"
+    );
     assert!(log.contains("fluxgate started"), "{log}");
     assert!(
         metric(

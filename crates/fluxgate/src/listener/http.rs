@@ -373,10 +373,12 @@ impl tokio::io::AsyncWrite for TimedIo {
 async fn influx_headers(mut resp: Response) -> Response {
     let id = request_id();
     let h = resp.headers_mut();
-    h.insert(
-        "x-influxdb-version",
-        HeaderValue::from_static(INFLUXDB_VERSION),
-    );
+    if !h.contains_key("x-influxdb-version") {
+        h.insert(
+            "x-influxdb-version",
+            HeaderValue::from_static(INFLUXDB_VERSION),
+        );
+    }
     h.insert("x-influxdb-build", HeaderValue::from_static("OSS"));
     h.insert(
         "x-fluxgate-version",
@@ -943,16 +945,31 @@ fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
     Ok(out)
 }
 
-async fn ping(Query(q): Query<HashMap<String, String>>) -> Response {
-    if q.get("verbose").is_some_and(|v| v == "true" || v == "1") {
-        return (
+/// `/ping` reports the version of the InfluxDB behind the gateway once it has answered
+/// (clients switch behaviour on it), and fluxgate's own 1.x API version until then.
+async fn ping(State(st): AppState, Query(q): Query<HashMap<String, String>>) -> Response {
+    let version = st
+        .ctx
+        .pipeline()
+        .outputs
+        .iter()
+        .find_map(|o| o.as_influx())
+        .and_then(|i| i.upstream_version())
+        .unwrap_or_else(|| INFLUXDB_VERSION.to_owned());
+    let mut resp = if q.get("verbose").is_some_and(|v| v == "true" || v == "1") {
+        (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "version": INFLUXDB_VERSION }).to_string(),
+            serde_json::json!({ "version": version }).to_string(),
         )
-            .into_response();
+            .into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&version) {
+        resp.headers_mut().insert("x-influxdb-version", v);
     }
-    StatusCode::NO_CONTENT.into_response()
+    resp
 }
 
 async fn health() -> Response {

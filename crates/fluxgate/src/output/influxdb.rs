@@ -142,6 +142,8 @@ struct Ctx {
     abandoned: AtomicBool,
     /// Since when the upstream has been failing (for one line down, one line back).
     down_since: Mutex<Option<Instant>>,
+    /// The version the upstream last reported (`X-Influxdb-Version`).
+    upstream_version: Mutex<Option<String>>,
     sent: IntCounter,
     retries: IntCounter,
     duration: Histogram,
@@ -217,6 +219,7 @@ impl InfluxOutput {
             successor: Mutex::new(None),
             abandoned: AtomicBool::new(false),
             down_since: Mutex::new(None),
+            upstream_version: Mutex::new(None),
             latency: metrics.write_latency.with_label_values(&[name]),
             sent: metrics.sent_points.with_label_values(&[name]),
             retries: metrics.retries.with_label_values(&[name]),
@@ -234,6 +237,11 @@ impl InfluxOutput {
 
     pub fn config(&self) -> &InfluxOutputConfig {
         &self.ctx.cfg
+    }
+
+    /// The version the upstream reported, once it answered.
+    pub fn upstream_version(&self) -> Option<String> {
+        lock(&self.ctx.upstream_version).clone()
     }
 
     /// The upstream's base URL (for proxying `/query`).
@@ -1075,6 +1083,19 @@ impl Ctx {
         Ok(())
     }
 
+    /// Remembers the version the upstream reports, for `/ping`.
+    fn note_version(&self, headers: &reqwest::header::HeaderMap) {
+        if let Some(v) = headers
+            .get("x-influxdb-version")
+            .and_then(|v| v.to_str().ok())
+        {
+            let mut known = lock(&self.upstream_version);
+            if known.as_deref() != Some(v) {
+                *known = Some(v.to_owned());
+            }
+        }
+    }
+
     /// One line when the upstream starts failing (not one per retry).
     fn gone_down(&self, reason: &str) {
         let mut down = lock(&self.down_since);
@@ -1120,6 +1141,7 @@ impl Ctx {
         }
         match req.send().await {
             Ok(resp) if resp.status().is_success() => {
+                self.note_version(resp.headers());
                 let message = upstream_message(resp).await;
                 if message.contains("\"error\"") {
                     warn_limited!(self.log_limit, output = %self.cfg.name,
@@ -1206,6 +1228,7 @@ impl Ctx {
             }
         };
         let status = resp.status();
+        self.note_version(resp.headers());
         if status.is_success() {
             self.duration.observe(started.elapsed().as_secs_f64());
             return Attempt::Delivered;
