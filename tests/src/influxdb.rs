@@ -365,6 +365,32 @@ impl InfluxDb {
         points
     }
 
+    /// Polls until `db` holds exactly `n` points in total and returns them (sorted by
+    /// measurement, tags, time).
+    ///
+    /// # Panics
+    /// At once when there are more than `n` (a duplicate is never "still arriving"), and after
+    /// `timeout` when there are fewer.
+    pub fn wait_exact_points(&self, db: &str, n: usize, timeout: Duration) -> Vec<Point> {
+        crate::wait::eventually(timeout, || {
+            let json = self.query(db, "SELECT * FROM /.*/ GROUP BY *");
+            if json["results"][0].get("error").is_some() {
+                return Err(format!("{db}: {}", json["results"][0]["error"]));
+            }
+            let points = self.points(db);
+            assert!(
+                points.len() <= n,
+                "{db} holds {} points, expected {n}: {points:#?}",
+                points.len()
+            );
+            if points.len() == n {
+                Ok(points)
+            } else {
+                Err(format!("{db} holds {} of {n} points", points.len()))
+            }
+        })
+    }
+
     /// Waits until `db` exists and holds at least `n` points, and returns them all.
     ///
     /// # Panics

@@ -44,23 +44,7 @@ fn count(influx: &InfluxDb, db: &str, measurement: &str) -> u64 {
 /// Polls until `db` holds exactly `n` points in total and returns them (sorted by
 /// measurement, tags, time). More than `n` fails at once.
 fn wait_exact_points(influx: &InfluxDb, db: &str, n: usize) -> Vec<Point> {
-    eventually(WAIT, || {
-        let json = influx.query(db, "SELECT * FROM /.*/ GROUP BY *");
-        if json["results"][0].get("error").is_some() {
-            return Err(format!("{db}: {}", json["results"][0]["error"]));
-        }
-        let points = influx.points(db);
-        assert!(
-            points.len() <= n,
-            "{db} holds {} points, expected {n}: {points:#?}",
-            points.len()
-        );
-        if points.len() == n {
-            Ok(points)
-        } else {
-            Err(format!("{db} holds {} of {n} points", points.len()))
-        }
-    })
+    influx.wait_exact_points(db, n, WAIT)
 }
 
 fn point(measurement: &str, tags: &[(&str, &str)], time: i64, fields: &[(&str, Value)]) -> Point {

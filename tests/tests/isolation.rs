@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use fluxgate_e2e::{
     connect_sender as connect, eventually, finish_sender as finish, free_port, free_udp_port,
     http_request, loopback, metric, run_fluxgate, send_lines, send_udp, unix_now, wait_metric,
-    CarbonCache, Gateway, HttpResponse, InfluxDb, InfluxV2Mock, Point, Reply, Stored, TcpCapture,
+    CarbonCache, Gateway, HttpResponse, InfluxDb, InfluxV2Mock, Reply, Stored, TcpCapture,
 };
 use serde_json::Value;
 
@@ -97,27 +97,6 @@ fn wait_queue_full(gateway: &Gateway, output: &str) {
         metric(gateway, "fluxgate_sent_points_total", &[("output", output)]),
         0.0
     );
-}
-
-/// Polls until `db` holds exactly `n` points and returns them; more than `n` fails at once.
-fn wait_exact_points(influx: &InfluxDb, db: &str, n: usize, timeout: Duration) -> Vec<Point> {
-    eventually(timeout, || {
-        let json = influx.query(db, "SELECT * FROM /.*/ GROUP BY *");
-        if json["results"][0].get("error").is_some() {
-            return Err(format!("{db}: {}", json["results"][0]["error"]));
-        }
-        let points = influx.points(db);
-        assert!(
-            points.len() <= n,
-            "{db} holds {} points, expected {n}: {points:#?}",
-            points.len()
-        );
-        if points.len() == n {
-            Ok(points)
-        } else {
-            Err(format!("{db} holds {} of {n} points", points.len()))
-        }
-    })
 }
 
 /// Lines of line protocol the stand-in accepted (answered 204), over every request.
@@ -408,7 +387,7 @@ flush_interval = "100ms"
     assert_eq!(response.status, 204, "{}", response.text());
     send_lines(plaintext, graphite_stream("e2e.stream", 20, 10));
 
-    let points = wait_exact_points(&influx, "good", 240, WAIT);
+    let points = influx.wait_exact_points("good", 240, WAIT);
     assert!(points.iter().all(|p| p.measurement != "e2e.bad"));
     wait_metric(
         &gateway,
@@ -1172,7 +1151,7 @@ flush_interval = "100ms"
     sender
         .write_all(format!("servers.a.ok 1 {BASE}\nservers.a.cpu 42 17000").as_bytes())
         .expect("send");
-    wait_exact_points(&influx, "graphite", 1, WAIT);
+    influx.wait_exact_points("graphite", 1, WAIT);
 
     gateway.sigterm();
     let status = gateway.wait_exit(Duration::from_secs(5 + 5));
@@ -1236,7 +1215,7 @@ flush_interval = "100ms"
     );
     // A sentinel datagram after it: once it is stored, the first one was handled.
     send_udp(udp, format!("e2e.udp.after 9 {BASE}\n").as_bytes());
-    let points = wait_exact_points(&influx, "graphite", 4, WAIT);
+    let points = influx.wait_exact_points("graphite", 4, WAIT);
     let measurements: Vec<&str> = points.iter().map(|p| p.measurement.as_str()).collect();
     assert_eq!(
         measurements,
@@ -1309,7 +1288,7 @@ flush_interval = "100ms"
     let response = post(&write, &lines_body("e2e.fill", 100));
     assert_eq!(response.status, 204, "{}", response.text());
     mock.wait_for(1);
-    wait_exact_points(&influx, "metrics", 100, WAIT);
+    influx.wait_exact_points("metrics", 100, WAIT);
     wait_metric(
         &gateway,
         "fluxgate_queue_points",
@@ -1347,7 +1326,7 @@ flush_interval = "100ms"
     );
     let response = post(&write, &refused);
     assert_eq!(response.status, 204, "{}", response.text());
-    wait_exact_points(&influx, "metrics", 150, WAIT);
+    influx.wait_exact_points("metrics", 150, WAIT);
     wait_metric(
         &gateway,
         "fluxgate_queue_points",
