@@ -22,6 +22,7 @@ pub mod http;
 mod influxql;
 pub mod pickle;
 pub mod plaintext;
+pub mod statsd;
 
 /// What every connection task of one listener shares.
 #[derive(Debug)]
