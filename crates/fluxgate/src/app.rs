@@ -161,7 +161,7 @@ impl Gateway {
         &self.metrics
     }
 
-    /// The address a listener (`plaintext_tcp`, `plaintext_udp`, `pickle`, `http`) bound.
+    /// The address a listener (`plaintext_tcp`, `plaintext_udp`, `pickle`, `http`, `statsd`) bound.
     pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
         self.bound.get(listener).copied()
     }
