@@ -4,7 +4,9 @@
 #     carbon-relay and whisper-fetch (graphite-carbon), carbon-c-relay;
 #   - the InfluxDB 1.x command-line client the tests drive like a user would (influx, from
 #     influxdb-client);
-#   - the real Python client libraries (scripts/requirements-test.txt) in <repo>/.venv.
+#   - the real Python client libraries (scripts/requirements-test.txt) in <repo>/.venv;
+#   - Etsy statsd 0.9 (tests/statsd/package.json), the StatsD listener's reference, installed
+#     with npm into tests/statsd/node_modules.
 #
 # Idempotent and silent when everything is already in place. Debian packages are installed only
 # when running as root; otherwise the script says what to install and fails.
@@ -32,6 +34,8 @@ declare -A package_of=(
     [carbon-c-relay]=carbon-c-relay
     [influx]=influxdb-client
     [systemd-analyze]=systemd
+    [node]=nodejs
+    [npm]=npm
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -121,7 +125,18 @@ if [ "${#missing_packages[@]}" -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 2. Python virtualenv with the client libraries
+# 2. Etsy statsd (npm), pinned by tests/statsd/package.json
+# ---------------------------------------------------------------------------------------------
+statsd_dir="$repo/tests/statsd"
+if [ ! -d "$statsd_dir/node_modules/statsd" ]; then
+    log "installing Etsy statsd into ${statsd_dir#"$repo"/}/node_modules"
+    (cd "$statsd_dir" && npm install --silent --no-audit --no-fund --omit=optional) \
+        || die "npm install in $statsd_dir failed"
+    [ -f "$statsd_dir/node_modules/statsd/stats.js" ] || die "statsd missing after npm install"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Python virtualenv with the client libraries
 # ---------------------------------------------------------------------------------------------
 [ -f "$requirements" ] || die "$requirements not found"
 

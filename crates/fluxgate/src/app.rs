@@ -173,7 +173,7 @@ impl Gateway {
         &self.metrics
     }
 
-    /// The address a listener (`plaintext_tcp`, `plaintext_udp`, `pickle`, `http`) bound.
+    /// The address a listener (`plaintext_tcp`, `plaintext_udp`, `pickle`, `http`, `statsd`) bound.
     pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
         self.bound.get(listener).copied()
     }
@@ -386,11 +386,12 @@ impl Gateway {
 
     async fn sync_listeners(&mut self, config: &Config, initial: bool) -> Result<(), Error> {
         let l = &config.listeners;
-        let wanted: [(&'static str, Option<String>); 4] = [
+        let wanted: [(&'static str, Option<String>); 5] = [
             ("plaintext_tcp", l.plaintext.tcp.clone()),
             ("plaintext_udp", l.plaintext.udp.clone()),
             ("pickle", l.pickle.tcp.clone()),
             ("http", l.http.address.clone()),
+            ("statsd", l.statsd.udp.clone()),
         ];
         for (name, addr) in wanted {
             let fingerprint = fingerprint_of(name, config);
@@ -477,6 +478,29 @@ impl Gateway {
         );
         let l = &config.listeners;
         let (socket, local) = match (name, reuse) {
+            ("statsd", reuse) => {
+                let s = &l.statsd;
+                let socket = match reuse {
+                    Some(Socket::Udp(s)) => s,
+                    _ => {
+                        let parsed: SocketAddr = addr.parse().map_err(|e| {
+                            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                        })?;
+                        Arc::new(
+                            listener::statsd::bind(parsed, s.udp_receive_buffer)
+                                .map_err(bind_err)?,
+                        )
+                    }
+                };
+                let local = socket.local_addr().map_err(bind_err)?;
+                tracker.spawn(listener::statsd::udp(
+                    socket.clone(),
+                    ctx,
+                    s.settings(),
+                    s.max_datagram_bytes,
+                ));
+                (Socket::Udp(socket), local)
+            }
             ("plaintext_udp", reuse) => {
                 let socket = match reuse {
                     Some(Socket::Udp(s)) => s,
@@ -751,6 +775,7 @@ fn fingerprint_of(name: &str, config: &Config) -> String {
                 l.plaintext.max_datagram_bytes
             )
         ),
+        "statsd" => format!("{:?}", l.statsd),
         "pickle" => format!(
             "{:?} {}",
             l.pickle,

@@ -140,6 +140,109 @@ pub struct Listeners {
     pub plaintext: PlaintextListener,
     pub pickle: PickleListener,
     pub http: HttpListener,
+    pub statsd: StatsdListener,
+}
+
+/// `[listeners.statsd]`: StatsD over UDP, aggregated per flush interval into Graphite samples
+/// named as Etsy statsd's graphite backend names them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsdListener {
+    /// UDP address; absent = no StatsD listener.
+    pub udp: Option<String>,
+    /// SO_RCVBUF asked for on the UDP socket (the kernel caps it at net.core.rmem_max);
+    /// 0 keeps the system default.
+    pub udp_receive_buffer: usize,
+    /// Largest datagram read; the rest of a longer one is lost.
+    pub max_datagram_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    pub percent_threshold: Vec<f64>,
+    pub legacy_namespace: bool,
+    pub global_prefix: String,
+    pub prefix_counter: String,
+    pub prefix_timer: String,
+    pub prefix_gauge: String,
+    pub prefix_set: String,
+    pub global_suffix: String,
+    /// Sets the default of the four `delete_*` below.
+    pub delete_idle_stats: bool,
+    pub delete_counters: Option<bool>,
+    pub delete_timers: Option<bool>,
+    pub delete_gauges: Option<bool>,
+    pub delete_sets: Option<bool>,
+    /// Distinct series held; a new one past it is refused (`max_series`).
+    pub max_series: usize,
+    /// Values kept per timer per interval; further ones are counted, not kept.
+    pub max_samples: usize,
+}
+
+impl Default for StatsdListener {
+    fn default() -> Self {
+        Self {
+            udp: None,
+            udp_receive_buffer: 8 << 20,
+            max_datagram_bytes: 65536,
+            flush_interval: Duration::from_secs(10),
+            percent_threshold: vec![90.0],
+            legacy_namespace: true,
+            global_prefix: "stats".into(),
+            prefix_counter: "counters".into(),
+            prefix_timer: "timers".into(),
+            prefix_gauge: "gauges".into(),
+            prefix_set: "sets".into(),
+            global_suffix: String::new(),
+            delete_idle_stats: false,
+            delete_counters: None,
+            delete_timers: None,
+            delete_gauges: None,
+            delete_sets: None,
+            max_series: 100_000,
+            max_samples: 10_000,
+        }
+    }
+}
+
+impl StatsdListener {
+    /// The aggregation settings this section says.
+    pub fn settings(&self) -> crate::statsd::Settings {
+        let idle = self.delete_idle_stats;
+        crate::statsd::Settings {
+            flush_interval_ms: self.flush_interval.as_millis() as u64,
+            percent_threshold: self.percent_threshold.clone(),
+            legacy_namespace: self.legacy_namespace,
+            global_prefix: self.global_prefix.clone(),
+            prefix_counter: self.prefix_counter.clone(),
+            prefix_timer: self.prefix_timer.clone(),
+            prefix_gauge: self.prefix_gauge.clone(),
+            prefix_set: self.prefix_set.clone(),
+            global_suffix: self.global_suffix.clone(),
+            delete_counters: self.delete_counters.unwrap_or(idle),
+            delete_timers: self.delete_timers.unwrap_or(idle),
+            delete_gauges: self.delete_gauges.unwrap_or(idle),
+            delete_sets: self.delete_sets.unwrap_or(idle),
+            max_series: self.max_series,
+            max_samples: self.max_samples,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::invalid("listeners.statsd", m.to_string()));
+        if self.flush_interval.as_millis() == 0 {
+            return bad("flush_interval must be at least 1ms");
+        }
+        if self
+            .percent_threshold
+            .iter()
+            .any(|p| !p.is_finite() || *p == 0.0 || p.abs() > 100.0)
+        {
+            return bad("every percent_threshold must be in [-100, 100] and not 0");
+        }
+        if self.max_series == 0 || self.max_datagram_bytes == 0 {
+            return bad("max_series and max_datagram_bytes must be above 0");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -879,9 +982,11 @@ impl Config {
             crate::tls::server_config(cert.as_deref(), key.as_deref(), ca.as_deref(), &[])
                 .map_err(|e| ConfigError::invalid(section, e))?;
         }
+        self.listeners.statsd.validate()?;
         for addr in [
             &p.tcp,
             &p.udp,
+            &self.listeners.statsd.udp,
             &self.listeners.pickle.tcp,
             &self.listeners.http.address,
         ]
@@ -1491,5 +1596,41 @@ mod example_config {
         assert_eq!(c.listeners.pickle.tcp.as_deref(), Some("127.0.0.1:2004"));
         assert_eq!(c.outputs.influxdb.len(), 1);
         assert_eq!(c.outputs.influxdb[0].name, "influx");
+    }
+}
+
+#[cfg(test)]
+mod statsd_config {
+    use super::*;
+
+    #[test]
+    fn defaults_and_delete_idle_stats() {
+        let c = Config::from_toml("", "t").unwrap();
+        let s = &c.listeners.statsd;
+        assert_eq!(s.udp, None);
+        assert_eq!(s.flush_interval, Duration::from_secs(10));
+        assert_eq!(s.settings(), crate::statsd::Settings::default());
+        let c = Config::from_toml(
+            "[listeners.statsd]\nudp = \"127.0.0.1:8125\"\ndelete_idle_stats = true\ndelete_gauges = false\n",
+            "t",
+        )
+        .unwrap();
+        let st = c.listeners.statsd.settings();
+        assert!(st.delete_counters && st.delete_timers && st.delete_sets && !st.delete_gauges);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for body in [
+            "percent_threshold = [0]",
+            "percent_threshold = [101]",
+            "flush_interval = \"0s\"",
+            "max_series = 0",
+            "udp = \"nowhere\"",
+            "no_such_key = 1",
+        ] {
+            let text = format!("[listeners.statsd]\n{body}\n");
+            assert!(Config::from_toml(&text, "t").is_err(), "{body}");
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod output;
 pub mod pipeline;
 pub mod queue;
 pub mod route;
+pub mod statsd;
 pub mod tls;
 pub mod translate;
 

@@ -22,11 +22,12 @@ pub mod http;
 mod influxql;
 pub mod pickle;
 pub mod plaintext;
+pub mod statsd;
 
 /// What every connection task of one listener shares.
 #[derive(Debug)]
 pub struct ListenerCtx {
-    /// The `listener` label: `plaintext_tcp`, `plaintext_udp`, `pickle`, `http`.
+    /// The `listener` label: `plaintext_tcp`, `plaintext_udp`, `pickle`, `http`, `statsd`.
     pub name: &'static str,
     pipeline: watch::Receiver<Arc<Pipeline>>,
     pub metrics: Metrics,
