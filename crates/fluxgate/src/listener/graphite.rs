@@ -88,7 +88,12 @@ impl GraphiteBatch {
         idle: std::time::Duration,
     ) -> Read {
         use tokio::io::AsyncReadExt;
-        if let Some(end) = self.hold(buf.len() + chunk).await {
+        // Within room already held (a whole pickle frame's), read no more than it covers.
+        let chunk = match self.held.bytes().checked_sub(buf.len()) {
+            Some(room) if room > 0 => chunk.min(room),
+            _ => chunk,
+        };
+        if let Some(end) = self.hold(buf.len() + chunk, buf.len()).await {
             return end;
         }
         buf.reserve(chunk);
@@ -132,16 +137,18 @@ impl GraphiteBatch {
     }
 
     /// Takes room in the listener's byte budget for a buffer of `size` bytes, waiting while
-    /// it is spent (the connection then reads nothing: its sender is pushed back). `Some`
-    /// ends the connection: no room came within [`BUFFER_WAIT`], or the listener stopped.
-    async fn hold(&mut self, size: usize) -> Option<Read> {
+    /// it is spent (the connection then reads nothing: its sender is pushed back). While it
+    /// waits it keeps only the room its `in_use` buffered bytes need, so connections that all
+    /// wait for more cannot hold the budget from each other. `Some` ends the connection: no
+    /// room came within [`BUFFER_WAIT`], or the listener stopped.
+    pub(crate) async fn hold(&mut self, size: usize, in_use: usize) -> Option<Read> {
         use crate::queue::Acquire;
-        let extra = size.saturating_sub(self.held.bytes());
-        if extra == 0 {
+        if size <= self.held.bytes() {
             return None;
         }
         let deadline = tokio::time::Instant::now() + BUFFER_WAIT;
         loop {
+            let extra = size.saturating_sub(self.held.bytes());
             let waiter = self.ctx.buffered.waiter();
             let room = waiter.register();
             match self.ctx.buffered.try_acquire(0, extra) {
@@ -150,7 +157,12 @@ impl GraphiteBatch {
                     return None;
                 }
                 Acquire::Closed => return Some(Read::Stopped),
-                Acquire::Full => {}
+                Acquire::Full => {
+                    let unused = self.held.bytes().saturating_sub(in_use);
+                    if unused > 0 {
+                        drop(self.held.split(0, unused));
+                    }
+                }
             }
             tokio::select! {
                 _ = room => {}

@@ -34,6 +34,26 @@ pub async fn connection(
     let mut buf = BytesMut::new();
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
+        // A frame whose length is known takes room for all of it at once: a connection that
+        // holds room for its whole frame never needs more, so the ones holding room finish
+        // (or end) and give it back, whatever the others wait for.
+        if buf.len() >= 4 {
+            let declared = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            let whole = declared.min(max_frame_bytes) + 4;
+            if let Some(end) = batch.hold(whole.max(buf.len()), buf.len()).await {
+                if end == Read::Eof {
+                    return;
+                }
+                batch.reject(
+                    "truncated",
+                    &format_args!(
+                        "the gateway stopped in the middle of a frame ({} bytes discarded)",
+                        buf.len()
+                    ),
+                );
+                return;
+            }
+        }
         let read = batch
             .read_more(&mut stream, &mut buf, 64 * 1024, idle)
             .await;
