@@ -65,24 +65,22 @@ impl Budget {
     /// A root budget. `gauge` (points) is moved by deltas, so several budgets can share one
     /// series and it reads their sum.
     pub fn new(max_points: usize, max_bytes: usize, gauge: Option<IntGauge>) -> Self {
-        Self {
-            inner: Arc::new(BudgetInner {
-                usage: Mutex::new(Usage {
-                    points: 0,
-                    bytes: 0,
-                    closed: false,
-                }),
-                max_points,
-                max_bytes,
-                parent: None,
-                room: Arc::new(Notify::new()),
-                gauge,
-            }),
-        }
+        Self::build(max_points, max_bytes, None, Arc::new(Notify::new()), gauge)
     }
 
     /// A share of this budget: taking from it takes from both, and it is full when either is.
     pub fn child(&self, max_points: usize, max_bytes: usize) -> Self {
+        let room = self.inner.room.clone();
+        Self::build(max_points, max_bytes, Some(self.clone()), room, None)
+    }
+
+    fn build(
+        max_points: usize,
+        max_bytes: usize,
+        parent: Option<Budget>,
+        room: Arc<Notify>,
+        gauge: Option<IntGauge>,
+    ) -> Self {
         Self {
             inner: Arc::new(BudgetInner {
                 usage: Mutex::new(Usage {
@@ -92,9 +90,9 @@ impl Budget {
                 }),
                 max_points,
                 max_bytes,
-                parent: Some(self.clone()),
-                room: self.inner.room.clone(),
-                gauge: None,
+                parent,
+                room,
+                gauge,
             }),
         }
     }

@@ -44,13 +44,7 @@ pub async fn connection(
                 if end == Read::Eof {
                     return;
                 }
-                batch.reject(
-                    "truncated",
-                    &format_args!(
-                        "the gateway stopped in the middle of a frame ({} bytes discarded)",
-                        buf.len()
-                    ),
-                );
+                stopped_mid_frame(&batch, buf.len());
                 return;
             }
         }
@@ -125,18 +119,20 @@ pub async fn connection(
                 return;
             }
             Read::Stopped | Read::Idle if incomplete => {
-                batch.reject(
-                    "truncated",
-                    &format_args!(
-                        "the gateway stopped in the middle of a frame ({} bytes discarded)",
-                        buf.len()
-                    ),
-                );
+                stopped_mid_frame(&batch, buf.len());
                 return;
             }
             Read::Eof | Read::Stopped | Read::Idle => return,
         }
     }
+}
+
+/// Counts a frame cut short by the gateway stopping (or giving up on a quiet sender).
+fn stopped_mid_frame(batch: &GraphiteBatch, buffered: usize) {
+    batch.reject(
+        "truncated",
+        &format_args!("the gateway stopped in the middle of a frame ({buffered} bytes discarded)"),
+    );
 }
 
 /// carbon treats `-1` (by its integer part) as "now", in pickles as in plaintext.

@@ -123,6 +123,15 @@ impl fmt::Debug for DiskShared {
     }
 }
 
+/// A log of at most `max_bytes` in eight or so segments (1 to 64 MiB each), so that a fully
+/// delivered segment gives back a useful part of it.
+fn log_options(max_bytes: u64) -> Options {
+    Options {
+        max_bytes,
+        segment_bytes: (max_bytes / 8).clamp(1 << 20, 64 << 20),
+    }
+}
+
 /// Where an output's logs live under `data_dir`.
 pub fn buffer_dir(data_dir: &Path, output: &str) -> PathBuf {
     data_dir.join("buffer").join(output)
@@ -142,10 +151,7 @@ impl DiskShared {
         max_bytes: u64,
         metrics: &Metrics,
     ) -> Result<Arc<Self>, String> {
-        let options = Options {
-            max_bytes,
-            segment_bytes: (max_bytes / 8).clamp(1 << 20, 64 << 20),
-        };
+        let options = log_options(max_bytes);
         let dir = buffer_dir(data_dir, name);
         let (buffer, recovery) =
             Buffer::open(&dir, options).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -664,10 +670,7 @@ pub fn describe(data_dir: &Path, output: &str) -> String {
 /// `fluxgate buffer replay`: moves an output's dead-letter records back into its buffer (the
 /// gateway must not be running: both logs are locked while it is).
 pub fn replay_dead_letters(data_dir: &Path, output: &str, max_bytes: u64) -> Result<u64, String> {
-    let options = Options {
-        max_bytes,
-        segment_bytes: (max_bytes / 8).clamp(1 << 20, 64 << 20),
-    };
+    let options = log_options(max_bytes);
     let open = |dir: PathBuf| {
         Buffer::open(&dir, options)
             .map(|(b, _)| b)
