@@ -121,6 +121,8 @@ pub struct Gateway {
     pipeline_rx: watch::Receiver<Arc<Pipeline>>,
     /// Addresses actually bound (port 0 resolved), for tests and logs.
     bound: HashMap<&'static str, SocketAddr>,
+    /// The aggregation clock ([`crate::aggregate::task`]), stopped with the listeners.
+    aggregate_task: (CancellationToken, TaskTracker),
 }
 
 impl Gateway {
@@ -137,8 +139,22 @@ impl Gateway {
                 start_output(&oc, &metrics, &config, &mut disks)?,
             );
         }
-        let pipeline = build_pipeline(&config, &outputs, &metrics)?;
+        let pipeline = build_pipeline(&config, &outputs, &metrics, None)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
+        let aggregate_task = {
+            let stop = CancellationToken::new();
+            let tracker = TaskTracker::new();
+            let ctx = ListenerCtx::new(
+                "aggregate",
+                pipeline_rx.clone(),
+                &metrics,
+                stop.clone(),
+                stop.clone(),
+                usize::MAX,
+            );
+            tracker.spawn(crate::aggregate::task::run(ctx, stop.clone()));
+            (stop, tracker)
+        };
         let mut gw = Self {
             config_path,
             config: config.clone(),
@@ -152,6 +168,7 @@ impl Gateway {
             pipeline_tx,
             pipeline_rx,
             bound: HashMap::new(),
+            aggregate_task,
         };
         gw.sync_listeners(&config, true).await?;
         let mut listeners: Vec<String> = gw
@@ -258,7 +275,8 @@ impl Gateway {
             }
         }
         outputs.extend(fresh);
-        let pipeline = build_pipeline(&new, &outputs, &self.metrics)?;
+        let previous = self.pipeline_rx.borrow().aggregation.clone();
+        let pipeline = build_pipeline(&new, &outputs, &self.metrics, previous.as_deref())?;
         // Published first: whoever waits on a leaving output finds its successor.
         self.pipeline_tx.send_replace(Arc::new(pipeline));
         for running in leaving {
@@ -315,6 +333,7 @@ impl Gateway {
             listeners.push((l.cancel, l.tracker));
         }
         listeners.append(&mut self.old_listeners);
+        listeners.push(self.aggregate_task.clone());
         for (cancel, tracker) in &listeners {
             cancel.cancel();
             tracker.close();
@@ -681,7 +700,14 @@ fn build_pipeline(
     config: &Arc<Config>,
     outputs: &HashMap<String, RunningOutput>,
     metrics: &Metrics,
+    previous: Option<&crate::aggregate::Aggregation>,
 ) -> Result<Pipeline, Error> {
+    let aggregation = config.aggregation(metrics, previous).map_err(|e| {
+        Error::Config(crate::config::ConfigError::Invalid {
+            section: "aggregation".into(),
+            message: e.to_string(),
+        })
+    })?;
     let templates = config.graphite.templates().map_err(|e| {
         Error::Config(crate::config::ConfigError::Invalid {
             section: "graphite".into(),
@@ -705,6 +731,7 @@ fn build_pipeline(
         templates: Arc::new(templates),
         config: config.clone(),
         metrics: metrics.clone(),
+        aggregation: aggregation.map(Arc::new),
     })
 }
 

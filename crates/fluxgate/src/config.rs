@@ -48,6 +48,11 @@ pub struct Config {
     /// (each one still queued then is counted as dropped with reason `shutdown`).
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// carbon-aggregator's rules (`[aggregation]`).
+    pub aggregation: crate::aggregate::AggregationConfig,
+    /// carbon-c-relay's `aggregate` statements (`[[aggregate]]`), tried in order before the
+    /// routes.
+    pub aggregate: Vec<crate::aggregate::AggregateConfig>,
 }
 
 impl Default for Config {
@@ -61,6 +66,8 @@ impl Default for Config {
             log: LogConfig::default(),
             gateway: GatewaySection::default(),
             shutdown_timeout: Duration::from_secs(10),
+            aggregation: Default::default(),
+            aggregate: Vec::new(),
         }
     }
 }
@@ -1158,6 +1165,13 @@ impl Config {
         }
         self.router()
             .map_err(|e| ConfigError::invalid("routes", e.to_string()))?;
+        if !self.aggregation.rules.is_empty()
+            || self.aggregation.carbon_rules.is_some()
+            || !self.aggregate.is_empty()
+        {
+            self.aggregation(&crate::metrics::Metrics::new(), None)
+                .map_err(|e| ConfigError::invalid("aggregation", e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -1167,6 +1181,23 @@ impl Config {
         influx
             .chain(self.outputs.graphite.iter().map(|o| o.name.as_str()))
             .collect()
+    }
+
+    /// The aggregators of `[aggregation]` and `[[aggregate]]` (`None` without rules), taking
+    /// over the state of `previous`'s unchanged rules.
+    pub fn aggregation(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        previous: Option<&crate::aggregate::Aggregation>,
+    ) -> Result<Option<crate::aggregate::Aggregation>, crate::aggregate::AggregateError> {
+        let outputs: Vec<String> = self.output_names().iter().map(|s| s.to_string()).collect();
+        crate::aggregate::Aggregation::build(
+            &self.aggregation,
+            &self.aggregate,
+            &outputs,
+            metrics,
+            previous,
+        )
     }
 
     /// Cleansing, rewrites and routes compiled against the outputs.
