@@ -138,7 +138,7 @@ fn carbon_rules_give_what_carbon_aggregator_gives() {
             }
         })
     };
-    let web = |ts: i64| (("agg.web.sum".to_owned(), ts - ts.rem_euclid(2)));
+    let web = |ts: i64| ("agg.web.sum".to_owned(), ts - ts.rem_euclid(2));
     let first = settle("phase 1", &|m| {
         m.get(&web(now)) == Some(&-3.25) && m.contains_key(&web(now - 600))
     });
@@ -254,7 +254,7 @@ fn aggregate_gives_what_carbon_c_relay_gives() {
 fn a_reload_keeps_the_buckets_of_unchanged_rules() {
     let sink = TcpCapture::start();
     let section = "[aggregation]\nrules = [\"carbon.sum (2) = sum c.*\"]\n\n\
-                   [[aggregate]]\nname = \"kept\"\nmatch = \"^r\\\\.\"\nevery = 2\nexpire = 6\n\
+                   [[aggregate]]\nname = \"kept\"\nmatch = \"^r\\\\..*\"\nevery = 2\nexpire = 6\n\
                    compute = [{ fn = \"sum\", write_to = \"relay.sum\" }]\nsend_to = \"sink\"\n";
     let (mut fluxgate, plaintext) = gateway(section, &sink, "plaintext");
     let now = unix_now();
@@ -265,6 +265,7 @@ fn a_reload_keeps_the_buckets_of_unchanged_rules() {
         &[("aggregator", "kept")],
         1.0,
     );
+    // (`write_to` replaces what the regex matched, so it matches the whole name.)
     // Another rule of each kind comes; the first ones stay as they were.
     let config = std::fs::read_to_string(fluxgate.config_path()).expect("config");
     let changed = config.replace(
