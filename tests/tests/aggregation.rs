@@ -158,8 +158,17 @@ fn carbon_rules_give_what_carbon_aggregator_gives() {
     let second = settle("phase 2", &|m| {
         m.get(&web(now)) == Some(&96.75) && m.get(&web(now - 600)) == Some(&1000.0)
     });
-    assert_eq!(second.get(&("agg.web.count".to_owned(), web(now).1)), Some(&4.0));
-    assert!(metric(&fluxgate, "fluxgate_aggregate_emitted_total", &[("aggregator", "carbon")]) > 0.0);
+    assert_eq!(
+        second.get(&("agg.web.count".to_owned(), web(now).1)),
+        Some(&4.0)
+    );
+    assert!(
+        metric(
+            &fluxgate,
+            "fluxgate_aggregate_emitted_total",
+            &[("aggregator", "carbon")]
+        ) > 0.0
+    );
 }
 
 #[test]
@@ -271,7 +280,8 @@ fn a_reload_keeps_the_buckets_of_unchanged_rules() {
     let changed = config.replace(
         "rules = [\"carbon.sum (2) = sum c.*\"]",
         "rules = [\"carbon.sum (2) = sum c.*\", \"other.max (2) = max d.*\"]",
-    ) + "\n[[aggregate]]\nname = \"new\"\nmatch = \"^n\\\\.\"\nevery = 2\nexpire = 6\n\
+    )
+        + "\n[[aggregate]]\nname = \"new\"\nmatch = \"^n\\\\.\"\nevery = 2\nexpire = 6\n\
          compute = [{ fn = \"max\", write_to = \"n.max\" }]\n";
     fluxgate.write_config(&changed);
     fluxgate.sighup();

@@ -235,12 +235,14 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<Vec<Rule>, AggregateError
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        rules.push(Rule::parse(line).map_err(|message| AggregateError::CarbonRule {
-            origin: origin.to_owned(),
-            line: n + 1,
-            rule: line.to_owned(),
-            message,
-        })?);
+        rules.push(
+            Rule::parse(line).map_err(|message| AggregateError::CarbonRule {
+                origin: origin.to_owned(),
+                line: n + 1,
+                rule: line.to_owned(),
+                message,
+            })?,
+        );
     }
     Ok(rules)
 }
@@ -694,7 +696,11 @@ mod tests {
     #[test]
     fn outputs_share_buffers_and_inputs_forward_unless_they_feed_themselves() {
         let a = agg(
-            &["s.<n> (5) = sum in.<n>", "s.<n> (60) = max in.<n>", "in.<n> (5) = count in.<n>"],
+            &[
+                "s.<n> (5) = sum in.<n>",
+                "s.<n> (60) = max in.<n>",
+                "in.<n> (5) = count in.<n>",
+            ],
             5,
             true,
         );

@@ -279,3 +279,87 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const EXAMPLE: &str = r#"
+[[outputs.graphite]]
+name = "carbon"
+destinations = ["127.0.0.1:2004"]
+
+[[rewrite]]
+match = '^(a)\.'
+replace = '\g<1>_'
+stage = "post"
+replace_all = true
+
+[aggregation]
+rules = ["<env>.all.requests (60) = sum <env>.*.requests"]
+max_intervals = 3
+
+[[aggregate]]
+name = "cpu"
+match = ['^sys\.dc1\.([^.]+)\.cpu$']
+every = "60s"
+expire = 120
+timestamp = "middle"
+compute = [{ fn = "sum", write_to = 'sys.dc1.all.\1.sum' },
+           { fn = "percentile95", write_to = 'sys.dc1.all.\1.p95' }]
+send_to = ["carbon"]
+stop = true
+"#;
+
+    #[test]
+    fn the_documented_keys_parse_and_build() {
+        let config = Config::from_toml(EXAMPLE, "example").unwrap();
+        assert_eq!(config.aggregate[0].every.0, 60);
+        assert_eq!(config.aggregate[0].expire.0, 120);
+        let aggregation = config.aggregation(&Metrics::new(), None).unwrap().unwrap();
+        assert_eq!(aggregation.aggregators().len(), 2);
+        // carbon's rule takes the input and forwards it; the stop aggregate consumes it.
+        assert!(aggregation.offer("prod.h1.requests", 1.0, 60));
+        assert!(!aggregation.offer("sys.dc1.h1.cpu", 1.0, now_ms() / 1000));
+        // Post rewrites: every match (Python's re.sub), `\g<1>` references.
+        let router = config.router().unwrap();
+        let mut scratch = String::new();
+        assert_eq!(router.rewrite_post("a.a.b", &mut scratch), "a_a.b");
+        assert_eq!(router.rewrite("a.a.b", &mut scratch), "a.a.b");
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_where() {
+        for (extra, says) in [
+            ("[aggregation]\nrules = [\"x (60) = median y\"]\n", "aggregation.rules[0]:1"),
+            (
+                "[aggregation]\ncarbon_rules = \"/nonexistent/rules.conf\"\n",
+                "cannot read carbon_rules",
+            ),
+            (
+                "[[aggregate]]\nmatch = \"x\"\nevery = 60\nexpire = 60\ncompute = [{ fn = \"sum\", write_to = \"y\" }]\n",
+                "must be greater than `every`",
+            ),
+            (
+                "[[aggregate]]\nmatch = \"x\"\nevery = 6\nexpire = 60\ncompute = [{ fn = \"p9\", write_to = \"y\" }]\n",
+                "unknown fn",
+            ),
+            (
+                "[[aggregate]]\nmatch = \"(x)\"\nevery = 6\nexpire = 60\ncompute = [{ fn = \"sum\", write_to = 'y\\2' }]\n",
+                "group 2",
+            ),
+            (
+                "[[aggregate]]\nmatch = \"x\"\nevery = 6\nexpire = 60\nsend_to = \"nowhere\"\ncompute = [{ fn = \"sum\", write_to = \"y\" }]\n",
+                "unknown output",
+            ),
+            (
+                "[[aggregate]]\nmatch = \"x\"\nevery = \"1.5s\"\nexpire = 60\ncompute = [{ fn = \"sum\", write_to = \"y\" }]\n",
+                "whole seconds",
+            ),
+        ] {
+            let e = Config::from_toml(extra, "t").unwrap_err().to_string();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+    }
+}

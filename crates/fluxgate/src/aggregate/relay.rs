@@ -288,7 +288,9 @@ impl RelayAggregator {
             }
             let patterns = c.pattern.as_slice();
             if patterns.is_empty() || patterns.iter().any(String::is_empty) {
-                return Err(bad("`match` is empty; write match = \"*\" for everything".into()));
+                return Err(bad(
+                    "`match` is empty; write match = \"*\" for everything".into()
+                ));
             }
             let mut compiled = Vec::new();
             for (p, pattern) in patterns.iter().enumerate() {
@@ -442,7 +444,15 @@ impl RelayAggregator {
         r
     }
 
-    fn put(&self, s: usize, c: usize, output: &str, value: f64, epoch: i64, now_ms: &dyn Fn() -> i64) {
+    fn put(
+        &self,
+        s: usize,
+        c: usize,
+        output: &str,
+        value: f64,
+        epoch: i64,
+        now_ms: &dyn Fn() -> i64,
+    ) {
         let section = &self.sections[s];
         let mut state = lock(&section.state);
         let invocations = &mut state.computes[c];
@@ -603,7 +613,12 @@ mod tests {
     use crate::aggregate::config::{ComputeConfig, Seconds};
     use crate::route::Patterns;
 
-    fn section(pattern: &[&str], every: u64, expire: u64, computes: &[(&str, &str)]) -> AggregateConfig {
+    fn section(
+        pattern: &[&str],
+        every: u64,
+        expire: u64,
+        computes: &[(&str, &str)],
+    ) -> AggregateConfig {
         AggregateConfig {
             name: None,
             pattern: Patterns::Many(pattern.iter().map(|s| s.to_string()).collect()),
