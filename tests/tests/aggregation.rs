@@ -304,3 +304,57 @@ fn a_reload_keeps_the_buckets_of_unchanged_rules() {
         }
     });
 }
+
+#[test]
+fn carbon_rewrite_rules_map_onto_pre_and_post_rewrites() {
+    let (carbon_sink, fluxgate_sink) = (TcpCapture::start(), TcpCapture::start());
+    let rules = "agg.<app>.sum (2) = sum app.<app>.*.requests\n";
+    // [pre] before aggregation; [post] on the inputs that go on (not on aggregates), every
+    // match replaced, Python's group syntax.
+    let rewrite = "[pre]\n^raw\\.(\\w+)\\. = app.\\g<1>.\n\n[post]\ne = E\n";
+    let carbon = CarbonAggregator::builder()
+        .rules(rules)
+        .rewrite_rules(rewrite)
+        .destination(&carbon_sink.addr().to_string())
+        .start();
+    let (_fluxgate, plaintext) = gateway(
+        "[[rewrite]]\nmatch = '^raw\\.(\\w+)\\.'\nreplace = 'app.\\g<1>.'\nreplace_all = true\n\n\
+         [[rewrite]]\nmatch = 'e'\nreplace = 'E'\nstage = \"post\"\nreplace_all = true\n\n\
+         [aggregation]\nrules = [\"agg.<app>.sum (2) = sum app.<app>.*.requests\"]\n",
+        &fluxgate_sink,
+        "pickle",
+    );
+    let now = unix_now();
+    let input = lines(
+        now,
+        &[
+            ("raw.web.h1.requests", 0, 1.0),
+            ("raw.web.h2.requests", 0, 2.0),
+            ("other.tree.leaves", 0, 5.0),
+        ],
+    );
+    send_lines(carbon.line_addr(), &input);
+    send_lines(plaintext, &input);
+    let bucket = now - now.rem_euclid(2);
+    let got = eventually(WAIT, || {
+        let (c, f) = (last_pickled(&carbon_sink), last_pickled(&fluxgate_sink));
+        let done =
+            |m: &Last| m.get(&("agg.web.sum".to_owned(), bucket)) == Some(&3.0) && m.len() == 4;
+        if done(&c) && done(&f) && c == f {
+            Ok(c)
+        } else {
+            Err(format!(
+                "carbon-aggregator sent {c:#?}\nfluxgate sent {f:#?}\n{}",
+                carbon.log_tail(20)
+            ))
+        }
+    });
+    assert!(
+        got.contains_key(&("app.wEb.h1.rEquEsts".to_owned(), now)),
+        "{got:#?}"
+    );
+    assert!(
+        got.contains_key(&("othEr.trEE.lEavEs".to_owned(), now)),
+        "{got:#?}"
+    );
+}
