@@ -48,7 +48,12 @@ enum Transport {
     Tcp,
 }
 
-fn start_statsd(input: SocketAddr, graphite: SocketAddr, legacy: bool, transport: Transport) -> Statsd {
+fn start_statsd(
+    input: SocketAddr,
+    graphite: SocketAddr,
+    legacy: bool,
+    transport: Transport,
+) -> Statsd {
     let node = require_binary("node", "nodejs");
     let js = statsd_js();
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -60,7 +65,11 @@ fn start_statsd(input: SocketAddr, graphite: SocketAddr, legacy: bool, transport
              mgmt_address: \"127.0.0.1\", mgmt_port: {}, \
              graphiteHost: \"127.0.0.1\", graphitePort: {}, flushInterval: 1000, \
              backends: [\"./backends/graphite\"], graphite: {{ legacyNamespace: {legacy} }} }}\n",
-            if transport == Transport::Tcp { "tcp" } else { "udp" },
+            if transport == Transport::Tcp {
+                "tcp"
+            } else {
+                "udp"
+            },
             input.port(),
             free_port(),
             graphite.port()
@@ -79,9 +88,18 @@ fn start_statsd(input: SocketAddr, graphite: SocketAddr, legacy: bool, transport
     Statsd { child, _dir: dir }
 }
 
-fn start_fluxgate(input: SocketAddr, graphite: SocketAddr, legacy: bool, transport: Transport) -> Gateway {
+fn start_fluxgate(
+    input: SocketAddr,
+    graphite: SocketAddr,
+    legacy: bool,
+    transport: Transport,
+) -> Gateway {
     let http = loopback(free_port());
-    let key = if transport == Transport::Tcp { "tcp" } else { "udp" };
+    let key = if transport == Transport::Tcp {
+        "tcp"
+    } else {
+        "udp"
+    };
     let config = format!(
         "shutdown_timeout = \"1s\"\n\n\
          [listeners.http]\naddress = \"{http}\"\n\n\
@@ -116,7 +134,9 @@ enum Senders {
 impl Senders {
     fn new(transport: Transport, to: &[SocketAddr]) -> Self {
         match transport {
-            Transport::Udp => Senders::Udp(UdpSocket::bind("127.0.0.1:0").expect("bind"), to.to_vec()),
+            Transport::Udp => {
+                Senders::Udp(UdpSocket::bind("127.0.0.1:0").expect("bind"), to.to_vec())
+            }
             Transport::Tcp => Senders::Tcp(
                 to.iter()
                     .map(|a| TcpStream::connect(a).expect("connect to the StatsD TCP listener"))
@@ -324,11 +344,8 @@ fn statsd_tcp_refuses_an_over_long_line_and_keeps_the_rest() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let lines = out.lines();
-        let has = |name: &str, v: &str| {
-            lines
-                .iter()
-                .any(|l| l.starts_with(&format!("{name} {v} ")))
-        };
+        let has =
+            |name: &str, v: &str| lines.iter().any(|l| l.starts_with(&format!("{name} {v} ")));
         if has("stats_counts.a", "1") && has("stats_counts.b", "2") && has("stats_counts.c", "3") {
             assert!(!lines.iter().any(|l| l.contains("xxxx")), "{lines:?}");
             break;

@@ -362,7 +362,9 @@ impl Default for PickleListener {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpListener {
-    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; absent = disabled.
+    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; `""` = disabled
+    /// (absent: the default address).
+    #[serde(deserialize_with = "empty_is_none")]
     pub address: Option<String>,
     /// Largest request body after gzip decompression (InfluxDB's default is 25 MB).
     pub max_body_bytes: usize,
@@ -416,6 +418,12 @@ impl HttpListener {
     pub fn metrics_needs_auth(&self) -> bool {
         self.metrics_auth.unwrap_or(true) && self.auth_enabled()
     }
+}
+
+/// An address key where `""` turns the listener off.
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()))
 }
 
 impl Default for HttpListener {
