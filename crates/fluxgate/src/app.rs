@@ -560,6 +560,7 @@ impl Gateway {
                             }
                         };
                         local = Some(socket.local_addr().map_err(bind_err)?);
+                        tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
                         tracker.spawn(listener::statsd::udp(
                             socket.clone(),
                             ctx.clone(),
@@ -636,6 +637,7 @@ impl Gateway {
                     }
                 };
                 let local = socket.local_addr().map_err(bind_err)?;
+                tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
                 tracker.spawn(listener::line_udp::udp(socket.clone(), ctx, c.clone()));
                 (Socket::Udp(socket), local)
             }
@@ -655,6 +657,7 @@ impl Gateway {
                 let local = socket.local_addr().map_err(bind_err)?;
                 let (max_dgram, max_line) =
                     (l.plaintext.max_datagram_bytes, l.plaintext.max_line_bytes);
+                tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
                 tracker.spawn(listener::plaintext::udp(
                     socket.clone(),
                     ctx,

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use serde::Deserialize;
 use tokio::net::UdpSocket;
 
-use super::{udp::DropCounter, ListenerCtx};
+use super::ListenerCtx;
 use crate::{
     config::ConfigError,
     output::influxdb::{Destination, Target},
@@ -104,10 +104,6 @@ pub async fn udp(socket: Arc<UdpSocket>, ctx: Arc<ListenerCtx>, cfg: LineUdpList
     let mut buf = vec![0u8; max_datagram + 1];
     let mut line = Vec::with_capacity(256);
     let mut batch = Batch::new(ctx.name);
-    let mut drops = DropCounter::new(
-        &socket,
-        ctx.metrics.udp_receive_drops.with_label_values(&[ctx.name]),
-    );
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let timer = async {
@@ -153,7 +149,6 @@ pub async fn udp(socket: Arc<UdpSocket>, ctx: Arc<ListenerCtx>, cfg: LineUdpList
             if !batch.is_empty() && deadline.is_none() {
                 deadline = Some(tokio::time::Instant::now() + cfg.batch_timeout);
             }
-            drops.poll();
             if batch.len() < cfg.batch_size {
                 continue;
             }

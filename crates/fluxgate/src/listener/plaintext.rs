@@ -81,10 +81,6 @@ pub async fn udp(
     let mut buf = vec![0u8; max_datagram + 1];
     let mut splitter = LineSplitter::new(max_line);
     let mut batch = GraphiteBatch::new(ctx.clone(), None);
-    let mut drops = super::udp::DropCounter::new(
-        &socket,
-        ctx.metrics.udp_receive_drops.with_label_values(&[ctx.name]),
-    );
     loop {
         let (n, _peer) = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -121,7 +117,6 @@ pub async fn udp(
         }
         drop(translator);
         batch.flush(&pipeline).await;
-        drops.poll();
     }
 }
 

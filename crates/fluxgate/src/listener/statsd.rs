@@ -23,7 +23,6 @@ use tokio::net::UdpSocket;
 
 use super::{
     graphite::{GraphiteBatch, Read},
-    udp::DropCounter,
     ListenerCtx,
 };
 use crate::{
@@ -84,10 +83,6 @@ pub async fn udp(
 ) {
     let mut buf = vec![0u8; max_datagram + 1];
     let batch = GraphiteBatch::new(ctx.clone(), None);
-    let mut drops = DropCounter::new(
-        &socket,
-        ctx.metrics.udp_receive_drops.with_label_values(&[ctx.name]),
-    );
     let mut reject = |r: Rejected| batch.reject(r.reason, &r.detail);
     loop {
         let first = tokio::select! {
@@ -122,7 +117,6 @@ pub async fn udp(
                 next = socket.try_recv_from(&mut buf).map(|(n, _)| n);
             }
         }
-        drops.poll();
     }
 }
 

@@ -7,15 +7,14 @@
 //! kernel's drop count for the socket (the `drops` column of `/proc/net/udp`) is exported as
 //! `fluxgate_udp_receive_drops_total{listener}`, so a loss is seen, not guessed.
 
-use std::{
-    net::SocketAddr,
-    os::fd::AsRawFd,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc, time::Duration};
 
 use prometheus::IntCounter;
 use tokio::net::UdpSocket;
 use tracing::warn;
+
+use super::ListenerCtx;
+use crate::warn_limited;
 
 /// The default `recv_buffer_bytes`: room for about 80,000 typical 100-byte lines, a burst of
 /// a fraction of a second at high rates.
@@ -49,47 +48,38 @@ pub fn bind(listener: &str, addr: SocketAddr, recv_buffer: usize) -> std::io::Re
 /// How often the kernel's drop count is read.
 const DROPS_EVERY: Duration = Duration::from_secs(1);
 
-/// Follows the kernel's count of datagrams dropped on one socket (full receive buffer) into a
-/// counter. Reading `/proc` once per [`DROPS_EVERY`] at most, from the receive loop.
-#[derive(Debug)]
-pub struct DropCounter {
-    inode: Option<u64>,
-    counter: IntCounter,
-    seen: u64,
-    last: Instant,
-}
-
-impl DropCounter {
-    pub fn new(socket: &UdpSocket, counter: IntCounter) -> Self {
-        let inode = socket_inode(socket.as_raw_fd());
-        // What the socket dropped before (a listener that took over the socket on reload)
-        // was counted by its predecessor.
-        let seen = inode.and_then(kernel_drops).unwrap_or(0);
-        Self {
-            inode,
-            counter,
-            seen,
-            last: Instant::now(),
+/// Follows the kernel's count of datagrams dropped on `socket` (full receive buffer) into
+/// `fluxgate_udp_receive_drops_total{listener}`, once per [`DROPS_EVERY`], until the listener
+/// stops. A task of its own: drops happen exactly while the receive loop is held up (waiting
+/// for room in the pipeline), so it must not be the one that counts them.
+pub async fn follow_drops(socket: Arc<UdpSocket>, ctx: Arc<ListenerCtx>) {
+    let counter: IntCounter = ctx.metrics.udp_receive_drops.with_label_values(&[ctx.name]);
+    let Some(inode) = socket_inode(socket.as_raw_fd()) else {
+        return;
+    };
+    // What the socket dropped before (a listener that took over the socket on reload) was
+    // counted by its predecessor.
+    let mut seen = kernel_drops(inode).unwrap_or(0);
+    let mut ticks = tokio::time::interval(DROPS_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = ctx.stop_accepting.cancelled() => return,
         }
-    }
-
-    /// Brings the counter up to date if it was not read for a while.
-    pub fn poll(&mut self) {
-        if self.last.elapsed() < DROPS_EVERY {
-            return;
+        let Some(now) = kernel_drops(inode) else {
+            continue;
+        };
+        if now > seen {
+            counter.inc_by(now - seen);
+            warn_limited!(
+                ctx.log_limit,
+                listener = ctx.name,
+                dropped = now - seen,
+                "the kernel dropped datagrams: the UDP receive buffer was full \
+                 (raise recv_buffer_bytes and net.core.rmem_max)"
+            );
         }
-        self.last = Instant::now();
-        if let Some(now) = self.inode.and_then(kernel_drops) {
-            if now > self.seen {
-                self.counter.inc_by(now - self.seen);
-                warn!(
-                    dropped = now - self.seen,
-                    "the kernel dropped datagrams: the UDP receive buffer was full \
-                     (raise recv_buffer_bytes and net.core.rmem_max)"
-                );
-            }
-            self.seen = now;
-        }
+        seen = now;
     }
 }
 
