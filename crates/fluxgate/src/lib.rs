@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod route;
 pub mod statsd;
+pub mod telemetry;
 pub mod tls;
 pub mod translate;
 

@@ -49,6 +49,12 @@ pub struct Metrics {
     /// Records and bytes in an output's disk buffer.
     pub buffer_records: IntGaugeVec,
     pub buffer_bytes: IntGaugeVec,
+    /// Datagrams the kernel dropped on a UDP listener's socket (its receive buffer was full).
+    pub udp_receive_drops: IntCounterVec,
+    /// Per Graphite destination: points written, given up on, and waiting.
+    pub destination_sent: IntCounterVec,
+    pub destination_dropped: IntCounterVec,
+    pub destination_queue: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -187,6 +193,26 @@ impl Metrics {
         registry
             .register(Box::new(write_latency.clone()))
             .expect("unique metric");
+        let udp_receive_drops = counter(
+            "fluxgate_udp_receive_drops_total",
+            "Datagrams the kernel dropped on a UDP listener's socket because its receive buffer was full.",
+            &["listener"],
+        );
+        let destination_sent = counter(
+            "fluxgate_destination_sent_points_total",
+            "Points written to one destination of a Graphite output.",
+            &["output", "destination"],
+        );
+        let destination_dropped = counter(
+            "fluxgate_destination_dropped_total",
+            "Points one destination of a Graphite output gave up on.",
+            &["output", "destination"],
+        );
+        let destination_queue = gauge(
+            "fluxgate_destination_queue_points",
+            "Points queued for one destination of a Graphite output.",
+            &["output", "destination"],
+        );
         Self {
             registry,
             received,
@@ -205,7 +231,16 @@ impl Metrics {
             buffer_repaired,
             buffer_records,
             buffer_bytes,
+            udp_receive_drops,
+            destination_sent,
+            destination_dropped,
+            destination_queue,
         }
+    }
+
+    /// Every metric as gathered now, for the Graphite telemetry.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 
     /// The Prometheus text exposition of every metric.
