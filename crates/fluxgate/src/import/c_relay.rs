@@ -915,7 +915,9 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
             Body::Listen(l) => {
                 any_listen = true;
                 for a in &l.addresses {
-                    let one = |reason: String| problem(s, format!("{} ({}): {reason}", a.address, a.proto));
+                    let one = |reason: String| {
+                        problem(s, format!("{} ({}): {reason}", a.address, a.proto))
+                    };
                     if a.proto == "unix" {
                         problems.push(one("fluxgate has no unix-socket listener".into()));
                         continue;
@@ -1005,8 +1007,11 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                         }
                     }
                 }
-                let missing: Vec<&String> =
-                    m.send_to.iter().filter(|t| !imported.contains(*t)).collect();
+                let missing: Vec<&String> = m
+                    .send_to
+                    .iter()
+                    .filter(|t| !imported.contains(*t))
+                    .collect();
                 for t in &missing {
                     unsupported.push(format!("cluster `{t}` is not imported"));
                 }
@@ -1106,7 +1111,11 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
         listeners.string("udp", "0.0.0.0:2003", None);
     }
     // carbon-c-relay accepts a line up to 32 KiB (-M) and speaks no pickle.
-    listeners.raw("max_line_bytes", "32768", Some("carbon-c-relay's -M default"));
+    listeners.raw(
+        "max_line_bytes",
+        "32768",
+        Some("carbon-c-relay's -M default"),
+    );
 
     let mut doc = Doc::default();
     doc.comment(&format!(
@@ -1191,7 +1200,10 @@ fn cluster_output(cl: &Cluster) -> Result<String, String> {
         match tls {
             None => tls = Some(m.ssl),
             Some(t) if t != m.ssl => {
-                return Err("some members use ssl and some do not; a fluxgate output is one or the other".into())
+                return Err(
+                    "some members use ssl and some do not; a fluxgate output is one or the other"
+                        .into(),
+                )
             }
             Some(_) => {}
         }
@@ -1258,7 +1270,10 @@ mod tests {
 
     #[test]
     fn replacements() {
-        assert_eq!(convert_replacement("a.\\1.\\_2.\\^3").unwrap(), "a.${1}.\\_2.\\^3");
+        assert_eq!(
+            convert_replacement("a.\\1.\\_2.\\^3").unwrap(),
+            "a.${1}.\\_2.\\^3"
+        );
         assert_eq!(convert_replacement("$x\\y\\0z").unwrap(), "$$xyz");
         assert_eq!(convert_replacement("\\12b").unwrap(), "${12}b");
         assert!(convert_replacement("\\.1").is_err());
@@ -1270,7 +1285,10 @@ mod tests {
         assert_eq!(member_destination("h").unwrap(), ("h".into(), 2003));
         assert_eq!(member_destination("h:2004").unwrap(), ("h".into(), 2004));
         assert_eq!(member_destination("[::1]").unwrap(), ("::1".into(), 2003));
-        assert_eq!(member_destination("::1:2005").unwrap(), ("::1".into(), 2005));
+        assert_eq!(
+            member_destination("::1:2005").unwrap(),
+            ("::1".into(), 2005)
+        );
         assert_eq!(listen_address("2003").unwrap(), "0.0.0.0:2003");
         assert_eq!(listen_address("127.0.0.1:2013").unwrap(), "127.0.0.1:2013");
     }
@@ -1339,8 +1357,11 @@ mod tests {
         std::fs::write(dir.path().join("a.conf"), "cluster a forward 1.2.3.4;\n").unwrap();
         std::fs::write(dir.path().join("b.conf"), "cluster b forward 1.2.3.5;\n").unwrap();
         let main = dir.path().join("main.conf");
-        std::fs::write(&main, "include *.conf.d ;\ninclude ?.conf;\nmatch * send to a b;\n")
-            .unwrap();
+        std::fs::write(
+            &main,
+            "include *.conf.d ;\ninclude ?.conf;\nmatch * send to a b;\n",
+        )
+        .unwrap();
         let out = import(&main).unwrap();
         let c = crate::Config::from_toml(&out.config, "imported").unwrap();
         assert_eq!(c.output_names(), ["a", "b"]);

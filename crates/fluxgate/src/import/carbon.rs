@@ -168,8 +168,10 @@ impl Ini {
                 all.push(d.clone());
             }
         }
-        let lookup: HashMap<String, String> =
-            all.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+        let lookup: HashMap<String, String> = all
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect();
         for e in &mut all {
             e.value = interpolate(&e.value, &lookup, 0)
                 .map_err(|m| ImportError::syntax(file, e.line, format!("{}: {m}", e.key)))?;
@@ -179,7 +181,11 @@ impl Ini {
 }
 
 /// ConfigParser's BasicInterpolation: `%(name)s` and `%%`.
-fn interpolate(value: &str, lookup: &HashMap<String, String>, depth: usize) -> Result<String, String> {
+fn interpolate(
+    value: &str,
+    lookup: &HashMap<String, String>,
+    depth: usize,
+) -> Result<String, String> {
     if !value.contains('%') {
         return Ok(value.to_owned());
     }
@@ -225,24 +231,75 @@ fn boolean(value: &str) -> Option<bool> {
 /// keeps its own files, its logging, its cache and tag-database tuning, flow-control
 /// internals. Named in a comment, never a problem.
 const NO_BEARING: &[&str] = &[
-    "user", "pid_dir", "log_dir", "storage_dir", "local_data_dir", "whitelists_dir", "conf_dir",
-    "database", "enable_logrotation", "log_updates", "log_creates", "log_cache_hits",
-    "log_cache_queue_sorts", "log_listener_connections", "log_listener_conn_success",
-    "log_aggregator_misses", "max_cache_size", "max_updates_per_second",
-    "max_updates_per_second_on_shutdown", "max_creates_per_minute", "cache_query_interface",
-    "cache_query_port", "cache_write_strategy", "write_back_frequency", "whisper_autoflush",
-    "whisper_sparse_create", "whisper_fallocate_create", "whisper_lock_writes",
-    "whisper_fadvise_random", "ceres_max_slice_gap", "ceres_node_caching_behavior",
-    "ceres_slice_caching_behavior", "ceres_lock_writes", "use_flow_control",
-    "max_queue_size", "queue_low_watermark_pct", "time_to_defer_sending", "tcp_keepalive",
-    "tcp_keepidle", "tcp_keepintvl", "tcp_keepcnt", "min_reset_stat_flow", "min_reset_ratio",
-    "min_reset_interval", "use_ratio_reset", "enable_manhole", "manhole_interface",
-    "manhole_port", "manhole_user", "manhole_public_key", "manhole_host_key_dir",
-    "graphite_url", "enable_tags", "tag_update_interval", "tag_batch_size", "tag_queue_size",
-    "tag_hash_filenames", "use_insecure_unpickler", "cache_metric_names_max",
-    "cache_metric_names_ttl", "min_timestamp_resolution", "min_timestamp_lag",
-    "dynamic_router_max_retries", "relay_rules", "aggregation_rules", "rewrite_rules",
-    "log_cache_performance", "cache_size_low_watermark", "max_receiver_connections_per_ip",
+    "user",
+    "pid_dir",
+    "log_dir",
+    "storage_dir",
+    "local_data_dir",
+    "whitelists_dir",
+    "conf_dir",
+    "database",
+    "enable_logrotation",
+    "log_updates",
+    "log_creates",
+    "log_cache_hits",
+    "log_cache_queue_sorts",
+    "log_listener_connections",
+    "log_listener_conn_success",
+    "log_aggregator_misses",
+    "max_cache_size",
+    "max_updates_per_second",
+    "max_updates_per_second_on_shutdown",
+    "max_creates_per_minute",
+    "cache_query_interface",
+    "cache_query_port",
+    "cache_write_strategy",
+    "write_back_frequency",
+    "whisper_autoflush",
+    "whisper_sparse_create",
+    "whisper_fallocate_create",
+    "whisper_lock_writes",
+    "whisper_fadvise_random",
+    "ceres_max_slice_gap",
+    "ceres_node_caching_behavior",
+    "ceres_slice_caching_behavior",
+    "ceres_lock_writes",
+    "use_flow_control",
+    "max_queue_size",
+    "queue_low_watermark_pct",
+    "time_to_defer_sending",
+    "tcp_keepalive",
+    "tcp_keepidle",
+    "tcp_keepintvl",
+    "tcp_keepcnt",
+    "min_reset_stat_flow",
+    "min_reset_ratio",
+    "min_reset_interval",
+    "use_ratio_reset",
+    "enable_manhole",
+    "manhole_interface",
+    "manhole_port",
+    "manhole_user",
+    "manhole_public_key",
+    "manhole_host_key_dir",
+    "graphite_url",
+    "enable_tags",
+    "tag_update_interval",
+    "tag_batch_size",
+    "tag_queue_size",
+    "tag_hash_filenames",
+    "use_insecure_unpickler",
+    "cache_metric_names_max",
+    "cache_metric_names_ttl",
+    "min_timestamp_resolution",
+    "min_timestamp_lag",
+    "dynamic_router_max_retries",
+    "relay_rules",
+    "aggregation_rules",
+    "rewrite_rules",
+    "log_cache_performance",
+    "cache_size_low_watermark",
+    "max_receiver_connections_per_ip",
 ];
 
 /// Imports carbon.conf (with relay-rules.conf / aggregation-rules.conf where they apply).
@@ -289,7 +346,11 @@ pub fn import(
         match get(key) {
             None => Ok(default),
             Some(e) => e.value.parse().map_err(|_| {
-                ImportError::syntax(&file, e.line, format!("{}: not a number: {:?}", key.to_uppercase(), e.value))
+                ImportError::syntax(
+                    &file,
+                    e.line,
+                    format!("{}: not a number: {:?}", key.to_uppercase(), e.value),
+                )
             }),
         }
     };
@@ -297,7 +358,11 @@ pub fn import(
         match get(key) {
             None => Ok(default),
             Some(e) => boolean(&e.value).ok_or_else(|| {
-                ImportError::syntax(&file, e.line, format!("{}: not a boolean: {:?}", key.to_uppercase(), e.value))
+                ImportError::syntax(
+                    &file,
+                    e.line,
+                    format!("{}: not a boolean: {:?}", key.to_uppercase(), e.value),
+                )
             }),
         }
     };
@@ -313,9 +378,15 @@ pub fn import(
         }
     };
     for k in [
-        "line_receiver_interface", "line_receiver_port", "enable_udp_listener",
-        "udp_receiver_interface", "udp_receiver_port", "pickle_receiver_interface",
-        "pickle_receiver_port", "pickle_receiver_max_length", "max_receiver_connections",
+        "line_receiver_interface",
+        "line_receiver_port",
+        "enable_udp_listener",
+        "udp_receiver_interface",
+        "udp_receiver_port",
+        "pickle_receiver_interface",
+        "pickle_receiver_port",
+        "pickle_receiver_max_length",
+        "max_receiver_connections",
     ] {
         used.insert(k);
     }
@@ -330,10 +401,18 @@ pub fn import(
     ));
     listeners.table("listeners.plaintext");
     if line_port > 0 {
-        listeners.string("tcp", &address(&text("line_receiver_interface", "0.0.0.0"), line_port), None);
+        listeners.string(
+            "tcp",
+            &address(&text("line_receiver_interface", "0.0.0.0"), line_port),
+            None,
+        );
     }
     if flag("enable_udp_listener", false)? && udp_port > 0 {
-        listeners.string("udp", &address(&text("udp_receiver_interface", "0.0.0.0"), udp_port), None);
+        listeners.string(
+            "udp",
+            &address(&text("udp_receiver_interface", "0.0.0.0"), udp_port),
+            None,
+        );
     }
     if let Some(n) = &max_conn {
         listeners.raw("max_connections", n, Some("MAX_RECEIVER_CONNECTIONS"));
@@ -341,7 +420,11 @@ pub fn import(
     listeners.blank();
     listeners.table("listeners.pickle");
     if pickle_port > 0 {
-        listeners.string("tcp", &address(&text("pickle_receiver_interface", "0.0.0.0"), pickle_port), None);
+        listeners.string(
+            "tcp",
+            &address(&text("pickle_receiver_interface", "0.0.0.0"), pickle_port),
+            None,
+        );
     }
     listeners.raw(
         "max_frame_bytes",
@@ -354,11 +437,23 @@ pub fn import(
 
     // Where data goes.
     for k in [
-        "relay_method", "destinations", "replication_factor", "diverse_replicas",
-        "destination_protocol", "destination_transport", "destination_ssl_ca",
-        "max_datapoints_per_message", "router_hash_type", "dynamic_router",
-        "destination_pool_replicas", "tag_relay_normalized", "forward_all",
-        "max_aggregation_intervals", "use_whitelist", "enable_amqp", "carbon_metric_prefix",
+        "relay_method",
+        "destinations",
+        "replication_factor",
+        "diverse_replicas",
+        "destination_protocol",
+        "destination_transport",
+        "destination_ssl_ca",
+        "max_datapoints_per_message",
+        "router_hash_type",
+        "dynamic_router",
+        "destination_pool_replicas",
+        "tag_relay_normalized",
+        "forward_all",
+        "max_aggregation_intervals",
+        "use_whitelist",
+        "enable_amqp",
+        "carbon_metric_prefix",
         "carbon_metric_interval",
     ] {
         used.insert(k);
@@ -399,7 +494,9 @@ pub fn import(
             false
         }
     };
-    let tls_ca = get("destination_ssl_ca").map(|e| e.value.clone()).filter(|v| v != "None");
+    let tls_ca = get("destination_ssl_ca")
+        .map(|e| e.value.clone())
+        .filter(|v| v != "None");
     let batch = int("max_datapoints_per_message", 500)?;
     for (key, bad, reason) in [
         (
@@ -417,7 +514,11 @@ pub fn import(
             true,
             "fluxgate hashes and forwards tagged names as they came",
         ),
-        ("use_whitelist", true, "fluxgate has no whitelist.conf / blacklist.conf filter"),
+        (
+            "use_whitelist",
+            true,
+            "fluxgate has no whitelist.conf / blacklist.conf filter",
+        ),
         ("enable_amqp", true, "fluxgate has no AMQP input"),
     ] {
         if let Some(e) = get(key) {
@@ -428,7 +529,10 @@ pub fn import(
     }
     if let Some(e) = get("router_hash_type") {
         if !matches!(e.value.as_str(), "None" | "md5" | "") {
-            problems.push(problem(e, "fluxgate's carbon_ch ring is carbon's MD5 ring only".into()));
+            problems.push(problem(
+                e,
+                "fluxgate's carbon_ch ring is carbon's MD5 ring only".into(),
+            ));
         }
     }
     for key in ["carbon_metric_prefix", "carbon_metric_interval"] {
@@ -499,9 +603,9 @@ pub fn import(
             outputs.raw("destinations", &quote_all(&destinations), None);
         }
         "rules" => {
-            let path = relay_rules.map(Path::to_owned).unwrap_or_else(|| {
-                conf_dir.join(text("relay_rules", "relay-rules.conf"))
-            });
+            let path = relay_rules
+                .map(Path::to_owned)
+                .unwrap_or_else(|| conf_dir.join(text("relay_rules", "relay-rules.conf")));
             let rules_file = path.display().to_string();
             sources.push(rules_file.clone());
             let rules = Ini::parse(&read(&path)?, &rules_file)?;
@@ -515,11 +619,19 @@ pub fn import(
                     return Err(ImportError::syntax(
                         &rules_file,
                         section.line,
-                        format!("section [{}] does not define a 'destinations' list", section.name),
+                        format!(
+                            "section [{}] does not define a 'destinations' list",
+                            section.name
+                        ),
                     ));
                 };
                 let mut list = Vec::new();
-                for d in dests.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                for d in dests
+                    .value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
                     let d = check_destination(d, dests.line)?;
                     if !seen.contains(&d) {
                         seen.push(d.clone());
@@ -533,7 +645,10 @@ pub fn import(
                         return Err(ImportError::syntax(
                             &rules_file,
                             section.line,
-                            format!("section [{}] has both 'pattern' and 'default'", section.name),
+                            format!(
+                                "section [{}] has both 'pattern' and 'default'",
+                                section.name
+                            ),
                         ))
                     }
                     (Some(p), None) => {
@@ -545,7 +660,10 @@ pub fn import(
                         };
                         let pattern = format!("(?i){}", p.value);
                         rule_docs.blank();
-                        rule_docs.comment(&format!("{rules_file}:{}: [{}]", section.line, section.name));
+                        rule_docs.comment(&format!(
+                            "{rules_file}:{}: [{}]",
+                            section.line, section.name
+                        ));
                         if let Err(e) = regex::Regex::new(&pattern) {
                             let pr = Problem {
                                 file: rules_file.clone(),
@@ -591,7 +709,9 @@ pub fn import(
                 ));
             };
             rule_docs.blank();
-            rule_docs.comment(&format!("{rules_file}:{line}: the default rule, always last"));
+            rule_docs.comment(&format!(
+                "{rules_file}:{line}: the default rule, always last"
+            ));
             rule_docs.array_table("routes");
             rule_docs.string("match", "*", None);
             rule_docs.raw("outputs", &quote_all(&list), None);
@@ -627,9 +747,9 @@ pub fn import(
     // Aggregation (carbon-aggregator).
     let mut aggregation = Doc::default();
     if program == "aggregator" {
-        let path = aggregation_rules.map(Path::to_owned).unwrap_or_else(|| {
-            conf_dir.join(text("aggregation_rules", "aggregation-rules.conf"))
-        });
+        let path = aggregation_rules
+            .map(Path::to_owned)
+            .unwrap_or_else(|| conf_dir.join(text("aggregation_rules", "aggregation-rules.conf")));
         let rules_file = path.display().to_string();
         let count = check_aggregation_rules(&read(&path)?, &rules_file)?;
         sources.push(rules_file);
@@ -670,7 +790,12 @@ pub fn import(
             } else {
                 "not a setting carbon's relay reads"
             };
-            ignored.push(format!("{}:{}: {} ({why})", file, e.line, e.key.to_uppercase()));
+            ignored.push(format!(
+                "{}:{}: {} ({why})",
+                file,
+                e.line,
+                e.key.to_uppercase()
+            ));
         }
     }
     let others: Vec<String> = ini
@@ -781,7 +906,10 @@ mod tests {
         )
         .unwrap();
         let e = ini.resolved("relay", "f").unwrap();
-        let v: Vec<(&str, &str)> = e.iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+        let v: Vec<(&str, &str)> = e
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
         assert_eq!(v, [("a", "/srv/x"), ("b", "1,\n2"), ("base", "/srv")]);
         assert!(Ini::parse("[a]\nx=1\nx=2\n", "f").is_err());
         assert!(Ini::parse("x=1\n", "f").is_err());
@@ -813,7 +941,11 @@ mod tests {
     #[test]
     fn rules_relay() {
         let dir = tempfile::tempdir().unwrap();
-        let conf = write(dir.path(), "carbon.conf", "[relay]\nRELAY_METHOD = rules\nDESTINATION_PROTOCOL = line\n");
+        let conf = write(
+            dir.path(),
+            "carbon.conf",
+            "[relay]\nRELAY_METHOD = rules\nDESTINATION_PROTOCOL = line\n",
+        );
         write(
             dir.path(),
             "relay-rules.conf",
@@ -861,9 +993,16 @@ mod tests {
         );
         let out = import(&conf, None, Some(&rules)).unwrap();
         assert!(out.config.contains("carbon_rules = "), "{}", out.config);
-        assert!(out.config.contains("forward_inputs = false"), "{}", out.config);
+        assert!(
+            out.config.contains("forward_inputs = false"),
+            "{}",
+            out.config
+        );
         let bad = write(dir.path(), "bad.conf", "a (60) = median b\n");
         let e = import(&conf, None, Some(&bad)).unwrap_err().to_string();
-        assert!(e.contains("bad.conf:1: unknown aggregation method \"median\""), "{e}");
+        assert!(
+            e.contains("bad.conf:1: unknown aggregation method \"median\""),
+            "{e}"
+        );
     }
 }
