@@ -121,6 +121,8 @@ pub struct Gateway {
     pipeline_rx: watch::Receiver<Arc<Pipeline>>,
     /// Addresses actually bound (port 0 resolved), for tests and logs.
     bound: HashMap<&'static str, SocketAddr>,
+    /// `[[inputs.*]]`: sources polled on a schedule.
+    inputs: crate::input::Inputs,
 }
 
 impl Gateway {
@@ -139,6 +141,11 @@ impl Gateway {
         }
         let pipeline = build_pipeline(&config, &outputs, &metrics)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
+        let inputs = crate::input::Inputs::start(&config.inputs, &pipeline_rx, &metrics)
+            .map_err(|message| Error::Config(crate::config::ConfigError::Invalid {
+                section: "inputs".into(),
+                message,
+            }))?;
         let mut gw = Self {
             config_path,
             config: config.clone(),
@@ -152,6 +159,7 @@ impl Gateway {
             pipeline_tx,
             pipeline_rx,
             bound: HashMap::new(),
+            inputs,
         };
         gw.sync_listeners(&config, true).await?;
         let mut listeners: Vec<String> = gw
@@ -281,6 +289,12 @@ impl Gateway {
         self.outputs = outputs;
         self.config = new.clone();
         self.sync_listeners(&new, false).await?;
+        if let Err(e) = self
+            .inputs
+            .apply(&new.inputs, &self.pipeline_rx, &self.metrics)
+        {
+            error!("inputs: cannot start the new ones, keeping the previous: {e}");
+        }
         info!("configuration reloaded");
         Ok(())
     }
@@ -315,6 +329,7 @@ impl Gateway {
             listeners.push((l.cancel, l.tracker));
         }
         listeners.append(&mut self.old_listeners);
+        listeners.push(self.inputs.stop());
         for (cancel, tracker) in &listeners {
             cancel.cancel();
             tracker.close();

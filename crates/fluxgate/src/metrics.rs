@@ -49,6 +49,11 @@ pub struct Metrics {
     /// Records and bytes in an output's disk buffer.
     pub buffer_records: IntGaugeVec,
     pub buffer_bytes: IntGaugeVec,
+    /// `[[inputs.http_poll]]`: cycles run, cycles or parameters that failed (by reason), and
+    /// cycles skipped because the one before outlasted the interval.
+    pub poll_cycles: IntCounterVec,
+    pub poll_errors: IntCounterVec,
+    pub poll_missed_cycles: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -187,6 +192,21 @@ impl Metrics {
         registry
             .register(Box::new(write_latency.clone()))
             .expect("unique metric");
+        let poll_cycles = counter(
+            "fluxgate_poll_cycles_total",
+            "Poll cycles an input ran.",
+            &["input"],
+        );
+        let poll_errors = counter(
+            "fluxgate_poll_errors_total",
+            "Poll cycles that sent nothing, or tracked parameters left out of a point, by reason.",
+            &["input", "reason"],
+        );
+        let poll_missed_cycles = counter(
+            "fluxgate_poll_missed_cycles_total",
+            "Poll cycles skipped because the cycle before outlasted the interval.",
+            &["input"],
+        );
         Self {
             registry,
             received,
@@ -205,6 +225,9 @@ impl Metrics {
             buffer_repaired,
             buffer_records,
             buffer_bytes,
+            poll_cycles,
+            poll_errors,
+            poll_missed_cycles,
         }
     }
 
