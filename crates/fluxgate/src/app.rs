@@ -141,11 +141,14 @@ impl Gateway {
         }
         let pipeline = build_pipeline(&config, &outputs, &metrics)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
-        let inputs = crate::input::Inputs::start(&config.inputs, &pipeline_rx, &metrics)
-            .map_err(|message| Error::Config(crate::config::ConfigError::Invalid {
-                section: "inputs".into(),
-                message,
-            }))?;
+        let inputs = crate::input::Inputs::start(&config.inputs, &pipeline_rx, &metrics).map_err(
+            |message| {
+                Error::Config(crate::config::ConfigError::Invalid {
+                    section: "inputs".into(),
+                    message,
+                })
+            },
+        )?;
         let mut gw = Self {
             config_path,
             config: config.clone(),

@@ -297,7 +297,9 @@ fn encode_point(
     for (k, v) in fields {
         f = f.field_f64(k.as_ref(), *v);
     }
-    f.timestamp(timestamp_ns).finish().map_err(|e| e.to_string())
+    f.timestamp(timestamp_ns)
+        .finish()
+        .map_err(|e| e.to_string())
 }
 
 /// A polled device.
@@ -516,7 +518,10 @@ mod tests {
 
     #[test]
     fn a_parameter_tracked_under_two_sensors_is_their_mean() {
-        let c = cfg(&[("bme280", &["temperature", "humidity"]), ("dht22", &["temperature"])]);
+        let c = cfg(&[
+            ("bme280", &["temperature", "humidity"]),
+            ("dht22", &["temperature"]),
+        ]);
         let doc = json!({
             "bme280": {"temperature": 21.0, "humidity": 40, "pressure": 1013.2},
             "dht22": {"temperature": 22.5, "humidity": 99},
@@ -539,8 +544,16 @@ mod tests {
         assert_eq!(
             r.skipped,
             vec![
-                Skipped { sensor: "a".into(), param: "x".into(), reason: "not_a_number" },
-                Skipped { sensor: "b".into(), param: "x".into(), reason: "missing_param" },
+                Skipped {
+                    sensor: "a".into(),
+                    param: "x".into(),
+                    reason: "not_a_number"
+                },
+                Skipped {
+                    sensor: "b".into(),
+                    param: "x".into(),
+                    reason: "missing_param"
+                },
             ]
         );
         assert_eq!(extract(&json!({"a": {}}), &c), Err(PollError::NoValues));
@@ -582,7 +595,10 @@ mod tests {
     fn missed_cycles_are_the_due_times_a_cycle_outlasted() {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
-        assert_eq!(next_due(t0, s, t0 + Duration::from_millis(300)), (t0 + s, 0));
+        assert_eq!(
+            next_due(t0, s, t0 + Duration::from_millis(300)),
+            (t0 + s, 0)
+        );
         assert_eq!(next_due(t0, s, t0 + s), (t0 + s, 0));
         assert_eq!(
             next_due(t0, s, t0 + Duration::from_millis(1500)),

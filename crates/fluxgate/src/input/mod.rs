@@ -31,11 +31,10 @@ impl InputsConfig {
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.http_poll.iter().enumerate() {
             let section = format!("inputs.http_poll[{i}]");
-            c.validate()
-                .map_err(|message| ConfigError::Invalid {
-                    section: section.clone(),
-                    message,
-                })?;
+            c.validate().map_err(|message| ConfigError::Invalid {
+                section: section.clone(),
+                message,
+            })?;
             if !seen.insert(c.name.as_str()) {
                 return Err(ConfigError::Invalid {
                     section,

@@ -198,15 +198,21 @@ mod tests {
     }
 
     fn no(q: &str, why: &str) {
-        assert_eq!(check_read_only(q).map_err(|r| r.keyword), Err(why.to_owned()), "{q}");
+        assert_eq!(
+            check_read_only(q).map_err(|r| r.keyword),
+            Err(why.to_owned()),
+            "{q}"
+        );
     }
 
     #[test]
     fn reads_pass() {
         ok(r#"from(bucket:"my-bucket") |> range(start: -1h) |> last()"#);
-        ok(r#"from(bucket: "b") |> range(start: 2024-05-16T00:00:00Z, stop: 2024-05-21T00:00:00Z)
+        ok(
+            r#"from(bucket: "b") |> range(start: 2024-05-16T00:00:00Z, stop: 2024-05-21T00:00:00Z)
               |> filter(fn: (r) => r._measurement == "device")
-              |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")"#);
+              |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")"#,
+        );
         ok(r#"import "strings"
               import s2 "experimental/aggregate"
               from(bucket: "b") |> range(start: -1d) |> map(fn: (r) => ({r with t: strings.toUpper(v: r.host)}))"#);
@@ -216,19 +222,49 @@ mod tests {
 
     #[test]
     fn writes_and_other_reaches_are_refused() {
-        no(r#"from(bucket:"a") |> range(start: -1h) |> to(bucket: "b")"#, "to");
-        no(r#"from(bucket:"a") |> range(start: -1h) |> to (bucket: "b")"#, "to");
-        no(r#"import "experimental" from(bucket:"a") |> experimental.to(bucket: "b")"#, "to");
-        no(r#"import "influxdata/influxdb" influxdb.wideTo(bucket: "b")"#, "import \"influxdata/influxdb\"");
-        no(r#"w = to
-              from(bucket:"a") |> w(bucket: "b")"#, "to");
-        no(r#"import "http" http.post(url: "http://x/")"#, "import \"http\"");
-        no(r#"import h "sql" h.from(driverName: "postgres", dataSourceName: "x", query: "y")"#, "import \"sql\"");
-        no(r#"import "influxdata/influxdb/secrets" secrets.get(key: "k")"#, "import \"influxdata/influxdb/secrets\"");
+        no(
+            r#"from(bucket:"a") |> range(start: -1h) |> to(bucket: "b")"#,
+            "to",
+        );
+        no(
+            r#"from(bucket:"a") |> range(start: -1h) |> to (bucket: "b")"#,
+            "to",
+        );
+        no(
+            r#"import "experimental" from(bucket:"a") |> experimental.to(bucket: "b")"#,
+            "to",
+        );
+        no(
+            r#"import "influxdata/influxdb" influxdb.wideTo(bucket: "b")"#,
+            "import \"influxdata/influxdb\"",
+        );
+        no(
+            r#"w = to
+              from(bucket:"a") |> w(bucket: "b")"#,
+            "to",
+        );
+        no(
+            r#"import "http" http.post(url: "http://x/")"#,
+            "import \"http\"",
+        );
+        no(
+            r#"import h "sql" h.from(driverName: "postgres", dataSourceName: "x", query: "y")"#,
+            "import \"sql\"",
+        );
+        no(
+            r#"import "influxdata/influxdb/secrets" secrets.get(key: "k")"#,
+            "import \"influxdata/influxdb/secrets\"",
+        );
         no(r#"import csv.from(file: "/etc/passwd")"#, "import");
-        no(r#"from(bucket: "a", host: "http://10.0.0.1:8086", token: "t")"#, "from(host: ...)");
+        no(
+            r#"from(bucket: "a", host: "http://10.0.0.1:8086", token: "t")"#,
+            "from(host: ...)",
+        );
         // Inside a string too: Flux interpolates code in strings.
-        no(r#"from(bucket:"a") |> map(fn: (r) => ({r with s: "${to(bucket: "x")}"}))"#, "to");
+        no(
+            r#"from(bucket:"a") |> map(fn: (r) => ({r with s: "${to(bucket: "x")}"}))"#,
+            "to",
+        );
     }
 
     #[test]

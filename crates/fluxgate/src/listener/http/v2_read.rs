@@ -254,7 +254,17 @@ pub(super) async fn ready(State(st): AppState, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let out = v2_output(&pipeline);
-    forward(&st, out, Method::GET, "/ready", &[], &headers, Creds::None, None).await
+    forward(
+        &st,
+        out,
+        Method::GET,
+        "/ready",
+        &[],
+        &headers,
+        Creds::None,
+        None,
+    )
+    .await
 }
 
 /// `GET /api/v2/health`: the upstream's health (InfluxDB 2.x serves it at `/health`, which
@@ -265,7 +275,17 @@ pub(super) async fn health_v2(State(st): AppState, headers: HeaderMap) -> Respon
         Err(r) => return r,
     };
     let out = v2_output(&pipeline);
-    forward(&st, out, Method::GET, "/health", &[], &headers, Creds::None, None).await
+    forward(
+        &st,
+        out,
+        Method::GET,
+        "/health",
+        &[],
+        &headers,
+        Creds::None,
+        None,
+    )
+    .await
 }
 
 /// Sends one request to the output's upstream and streams its answer back.
@@ -376,7 +396,9 @@ mod tests {
     fn json_queries_are_checked_as_flux() {
         let q = |v: serde_json::Value| check_json_query(&v);
         assert_eq!(
-            q(serde_json::json!({"query": "buckets()", "type": "flux", "dialect": {"header": true}})),
+            q(
+                serde_json::json!({"query": "buckets()", "type": "flux", "dialect": {"header": true}})
+            ),
             Ok(())
         );
         assert_eq!(
