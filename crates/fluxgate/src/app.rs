@@ -122,6 +122,8 @@ pub struct Gateway {
         CancellationToken,
         TaskTracker,
     )>,
+    /// `[[inputs.*]]`: sources polled on a schedule.
+    inputs: crate::input::Inputs,
 }
 
 impl Gateway {
@@ -140,6 +142,14 @@ impl Gateway {
         }
         let pipeline = build_pipeline(&config, &outputs, &metrics)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
+        let inputs = crate::input::Inputs::start(&config.inputs, &pipeline_rx, &metrics).map_err(
+            |message| {
+                Error::Config(crate::config::ConfigError::Invalid {
+                    section: "inputs".into(),
+                    message,
+                })
+            },
+        )?;
         let mut gw = Self {
             config_path,
             config: config.clone(),
@@ -154,6 +164,7 @@ impl Gateway {
             pipeline_rx,
             bound: HashMap::new(),
             telemetry: None,
+            inputs,
         };
         gw.sync_listeners(&config, true).await?;
         gw.sync_telemetry(&config);
@@ -285,6 +296,12 @@ impl Gateway {
         self.config = new.clone();
         self.sync_listeners(&new, false).await?;
         self.sync_telemetry(&new);
+        if let Err(e) = self
+            .inputs
+            .apply(&new.inputs, &self.pipeline_rx, &self.metrics)
+        {
+            error!("inputs: cannot start the new ones, keeping the previous: {e}");
+        }
         info!("configuration reloaded");
         Ok(())
     }
@@ -323,6 +340,7 @@ impl Gateway {
             stop.cancel();
             listeners.push((stop, tracker));
         }
+        listeners.push(self.inputs.stop());
         for (cancel, tracker) in &listeners {
             cancel.cancel();
             tracker.close();

@@ -44,6 +44,8 @@ pub struct Config {
     pub rewrite: Vec<crate::route::RewriteConfig>,
     pub log: LogConfig,
     pub gateway: GatewaySection,
+    /// Sources fetched on a schedule (`[[inputs.http_poll]]`).
+    pub inputs: crate::input::InputsConfig,
     /// How long SIGTERM waits for queued points to be delivered before giving up on them
     /// (each one still queued then is counted as dropped with reason `shutdown`).
     #[serde(with = "humantime_serde")]
@@ -63,6 +65,7 @@ impl Default for Config {
             rewrite: Vec::new(),
             log: LogConfig::default(),
             gateway: GatewaySection::default(),
+            inputs: crate::input::InputsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
             telemetry: crate::telemetry::TelemetryConfig::default(),
         }
@@ -922,6 +925,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.inputs.validate()?;
         if self.shutdown_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "shutdown_timeout",

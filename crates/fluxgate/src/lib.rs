@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod dry_run;
 pub mod import;
+pub mod input;
 pub mod listener;
 pub mod metrics;
 pub mod output;

@@ -55,6 +55,11 @@ pub struct Metrics {
     pub destination_sent: IntCounterVec,
     pub destination_dropped: IntCounterVec,
     pub destination_queue: IntGaugeVec,
+    /// `[[inputs.http_poll]]`: cycles run, cycles or parameters that failed (by reason), and
+    /// cycles skipped because the one before outlasted the interval.
+    pub poll_cycles: IntCounterVec,
+    pub poll_errors: IntCounterVec,
+    pub poll_missed_cycles: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -213,6 +218,21 @@ impl Metrics {
             "Points queued for one destination of a Graphite output.",
             &["output", "destination"],
         );
+        let poll_cycles = counter(
+            "fluxgate_poll_cycles_total",
+            "Poll cycles an input ran.",
+            &["input"],
+        );
+        let poll_errors = counter(
+            "fluxgate_poll_errors_total",
+            "Poll cycles that sent nothing, or tracked parameters left out of a point, by reason.",
+            &["input", "reason"],
+        );
+        let poll_missed_cycles = counter(
+            "fluxgate_poll_missed_cycles_total",
+            "Poll cycles skipped because the cycle before outlasted the interval.",
+            &["input"],
+        );
         Self {
             registry,
             received,
@@ -235,6 +255,9 @@ impl Metrics {
             destination_sent,
             destination_dropped,
             destination_queue,
+            poll_cycles,
+            poll_errors,
+            poll_missed_cycles,
         }
     }
 

@@ -17,6 +17,7 @@ use crate::{
 };
 
 mod auth;
+mod flux;
 pub(crate) mod graphite;
 pub mod http;
 mod influxql;
