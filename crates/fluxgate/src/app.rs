@@ -124,6 +124,8 @@ pub struct Gateway {
     )>,
     /// `[[inputs.*]]`: sources polled on a schedule.
     inputs: crate::input::Inputs,
+    /// The aggregation clock ([`crate::aggregate::task`]), stopped with the listeners.
+    aggregate_task: (CancellationToken, TaskTracker),
 }
 
 impl Gateway {
@@ -140,7 +142,7 @@ impl Gateway {
                 start_output(&oc, &metrics, &config, &mut disks)?,
             );
         }
-        let pipeline = build_pipeline(&config, &outputs, &metrics)?;
+        let pipeline = build_pipeline(&config, &outputs, &metrics, None)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
         let inputs = crate::input::Inputs::start(&config.inputs, &pipeline_rx, &metrics).map_err(
             |message| {
@@ -150,6 +152,20 @@ impl Gateway {
                 })
             },
         )?;
+        let aggregate_task = {
+            let stop = CancellationToken::new();
+            let tracker = TaskTracker::new();
+            let ctx = ListenerCtx::new(
+                "aggregate",
+                pipeline_rx.clone(),
+                &metrics,
+                stop.clone(),
+                stop.clone(),
+                usize::MAX,
+            );
+            tracker.spawn(crate::aggregate::task::run(ctx, stop.clone()));
+            (stop, tracker)
+        };
         let mut gw = Self {
             config_path,
             config: config.clone(),
@@ -165,6 +181,7 @@ impl Gateway {
             bound: HashMap::new(),
             telemetry: None,
             inputs,
+            aggregate_task,
         };
         gw.sync_listeners(&config, true).await?;
         gw.sync_telemetry(&config);
@@ -272,7 +289,8 @@ impl Gateway {
             }
         }
         outputs.extend(fresh);
-        let pipeline = build_pipeline(&new, &outputs, &self.metrics)?;
+        let previous = self.pipeline_rx.borrow().aggregation.clone();
+        let pipeline = build_pipeline(&new, &outputs, &self.metrics, previous.as_deref())?;
         // Published first: whoever waits on a leaving output finds its successor.
         self.pipeline_tx.send_replace(Arc::new(pipeline));
         for running in leaving {
@@ -341,6 +359,7 @@ impl Gateway {
             listeners.push((stop, tracker));
         }
         listeners.push(self.inputs.stop());
+        listeners.push(self.aggregate_task.clone());
         for (cancel, tracker) in &listeners {
             cancel.cancel();
             tracker.close();
@@ -833,7 +852,14 @@ fn build_pipeline(
     config: &Arc<Config>,
     outputs: &HashMap<String, RunningOutput>,
     metrics: &Metrics,
+    previous: Option<&crate::aggregate::Aggregation>,
 ) -> Result<Pipeline, Error> {
+    let aggregation = config.aggregation(metrics, previous).map_err(|e| {
+        Error::Config(crate::config::ConfigError::Invalid {
+            section: "aggregation".into(),
+            message: e.to_string(),
+        })
+    })?;
     let templates = config.graphite.templates().map_err(|e| {
         Error::Config(crate::config::ConfigError::Invalid {
             section: "graphite".into(),
@@ -857,6 +883,7 @@ fn build_pipeline(
         templates: Arc::new(templates),
         config: config.clone(),
         metrics: metrics.clone(),
+        aggregation: aggregation.map(Arc::new),
     })
 }
 

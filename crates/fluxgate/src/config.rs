@@ -53,6 +53,11 @@ pub struct Config {
     /// fluxgate's own figures: as Graphite metrics in its pipeline, and `/metrics` on an
     /// address of its own.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// carbon-aggregator's rules (`[aggregation]`).
+    pub aggregation: crate::aggregate::AggregationConfig,
+    /// carbon-c-relay's `aggregate` statements (`[[aggregate]]`), tried in order before the
+    /// routes.
+    pub aggregate: Vec<crate::aggregate::AggregateConfig>,
 }
 
 impl Default for Config {
@@ -68,6 +73,8 @@ impl Default for Config {
             inputs: crate::input::InputsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            aggregation: Default::default(),
+            aggregate: Vec::new(),
         }
     }
 }
@@ -1236,6 +1243,13 @@ impl Config {
         }
         self.router()
             .map_err(|e| ConfigError::invalid("routes", e.to_string()))?;
+        if !self.aggregation.rules.is_empty()
+            || self.aggregation.carbon_rules.is_some()
+            || !self.aggregate.is_empty()
+        {
+            self.aggregation(&crate::metrics::Metrics::new(), None)
+                .map_err(|e| ConfigError::invalid("aggregation", e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -1245,6 +1259,23 @@ impl Config {
         influx
             .chain(self.outputs.graphite.iter().map(|o| o.name.as_str()))
             .collect()
+    }
+
+    /// The aggregators of `[aggregation]` and `[[aggregate]]` (`None` without rules), taking
+    /// over the state of `previous`'s unchanged rules.
+    pub fn aggregation(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        previous: Option<&crate::aggregate::Aggregation>,
+    ) -> Result<Option<crate::aggregate::Aggregation>, crate::aggregate::AggregateError> {
+        let outputs: Vec<String> = self.output_names().iter().map(|s| s.to_string()).collect();
+        crate::aggregate::Aggregation::build(
+            &self.aggregation,
+            &self.aggregate,
+            &outputs,
+            metrics,
+            previous,
+        )
     }
 
     /// Cleansing, rewrites and routes compiled against the outputs.

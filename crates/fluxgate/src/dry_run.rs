@@ -210,7 +210,46 @@ pub fn describe(config: &Config) -> String {
     for (i, r) in config.rewrite.iter().enumerate() {
         let _ = writeln!(s, "  rewrite[{i}] {:?} -> {:?}", r.pattern, r.replace);
     }
+    describe_aggregation(config, &mut s);
     s
+}
+
+/// The aggregation rules `check` lists, in the order inputs meet them.
+fn describe_aggregation(config: &Config, s: &mut String) {
+    let a = &config.aggregation;
+    let inline = a.rules.len();
+    if a.carbon_rules.is_some() || inline > 0 {
+        let file = a
+            .carbon_rules
+            .as_ref()
+            .map_or(String::new(), |p| format!("{} and ", p.display()));
+        let _ = writeln!(
+            s,
+            "\naggregation (carbon-aggregator): rules from {file}{inline} inline, max_intervals={} forward_inputs={}",
+            a.max_intervals, a.forward_inputs
+        );
+    }
+    for (i, g) in config.aggregate.iter().enumerate() {
+        let computes: Vec<String> = g
+            .compute
+            .iter()
+            .map(|c| format!("{} -> {:?}", c.function, c.write_to))
+            .collect();
+        let to = g
+            .send_to
+            .as_ref()
+            .map_or("routes".to_owned(), |o| o.as_slice().join(", "));
+        let _ = writeln!(
+            s,
+            "  aggregate[{i}] match {:?} every {}s expire {}s timestamp {:?}: {} -> {to}{}",
+            g.pattern.as_slice(),
+            g.every.0,
+            g.expire.0,
+            g.timestamp,
+            computes.join(", "),
+            if g.stop { " (stop)" } else { "" }
+        );
+    }
 }
 
 /// ` tls (cert ..., client certificates required)` when a listener has TLS.

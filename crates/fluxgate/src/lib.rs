@@ -4,6 +4,7 @@
 //! InfluxDB points, and outputs batch, queue and deliver them with retries. Work moves in
 //! batches through bounded queues, never one message per metric.
 
+pub mod aggregate;
 pub mod app;
 pub mod cluster;
 pub mod config;

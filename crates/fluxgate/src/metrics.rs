@@ -60,6 +60,16 @@ pub struct Metrics {
     pub poll_cycles: IntCounterVec,
     pub poll_errors: IntCounterVec,
     pub poll_missed_cycles: IntCounterVec,
+    /// Input values taken into an aggregate bucket, per aggregator (`carbon`, or an
+    /// `[[aggregate]]`'s name).
+    pub aggregate_received: IntCounterVec,
+    /// Aggregate datapoints produced (each goes into the pipeline like a received point).
+    pub aggregate_emitted: IntCounterVec,
+    /// Input values an aggregator could not take, by reason: `late`, `too_early`,
+    /// `max_series`, `max_values`.
+    pub aggregate_dropped: IntCounterVec,
+    /// Aggregate series held.
+    pub aggregate_series: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -233,7 +243,31 @@ impl Metrics {
             "Poll cycles skipped because the cycle before outlasted the interval.",
             &["input"],
         );
+        let aggregate_received = counter(
+            "fluxgate_aggregate_received_total",
+            "Input values taken into an aggregate bucket.",
+            &["aggregator"],
+        );
+        let aggregate_emitted = counter(
+            "fluxgate_aggregate_emitted_total",
+            "Aggregate datapoints produced.",
+            &["aggregator"],
+        );
+        let aggregate_dropped = counter(
+            "fluxgate_aggregate_dropped_total",
+            "Input values an aggregator could not take, by reason.",
+            &["aggregator", "reason"],
+        );
+        let aggregate_series = gauge(
+            "fluxgate_aggregate_series",
+            "Aggregate series held by an aggregator.",
+            &["aggregator"],
+        );
         Self {
+            aggregate_received,
+            aggregate_emitted,
+            aggregate_dropped,
+            aggregate_series,
             registry,
             received,
             rejected,
