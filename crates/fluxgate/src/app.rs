@@ -28,51 +28,40 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{BufferKind, Config, GraphiteOutputConfig, InfluxOutputConfig, Overflow},
+    config::{BufferKind, Config, Overflow},
     listener::{self, ListenerCtx},
     metrics::Metrics,
     output::{
         disk::{start_buffered, DiskBuffered, DiskShared},
-        graphite::GraphiteOutput,
-        influxdb::InfluxOutput,
+        registry::{self, OutputSpec},
         Output,
     },
     pipeline::Pipeline,
-    translate::influx::InfluxToGraphite,
     Error,
 };
 
-/// An output's config section, of either kind, compared on reload.
-#[derive(Debug, Clone, PartialEq)]
-enum OutputConfig {
-    Influx(InfluxOutputConfig),
-    Graphite(GraphiteOutputConfig),
+/// An output's config section, of any kind, compared on reload.
+#[derive(Debug, Clone)]
+struct OutputConfig(Arc<dyn OutputSpec>);
+
+impl PartialEq for OutputConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(&*other.0)
+    }
 }
 
 impl OutputConfig {
     fn name(&self) -> &str {
-        match self {
-            OutputConfig::Influx(c) => &c.name,
-            OutputConfig::Graphite(c) => &c.name,
-        }
+        self.0.name()
     }
 }
 
 /// Every output section of a config, in the order outputs are listed by `check`.
 fn output_configs(config: &Config) -> Vec<OutputConfig> {
-    let influx = config
-        .outputs
-        .influxdb
-        .iter()
-        .cloned()
-        .map(OutputConfig::Influx);
-    let graphite = config
-        .outputs
-        .graphite
-        .iter()
-        .cloned()
-        .map(OutputConfig::Graphite);
-    influx.chain(graphite).collect()
+    registry::sections(config)
+        .into_iter()
+        .map(OutputConfig)
+        .collect()
 }
 
 #[derive(Debug)]
@@ -781,20 +770,8 @@ fn start_output(
     };
     let interval = config.log.rate_limit;
     let mut tasks = JoinSet::new();
-    let output: Arc<dyn Output> = match oc {
-        OutputConfig::Influx(c) => Arc::new(
-            InfluxOutput::new(c.clone(), metrics, interval).map_err(|e| fail(e.to_string()))?,
-        ),
-        OutputConfig::Graphite(c) => {
-            let to_graphite =
-                InfluxToGraphite::new(&c.to_graphite_config()).map_err(|e| fail(e.to_string()))?;
-            Arc::new(GraphiteOutput::new(c.clone(), to_graphite, metrics, interval).map_err(fail)?)
-        }
-    };
-    let settings = match oc {
-        OutputConfig::Influx(c) => c.buffer_settings(),
-        OutputConfig::Graphite(c) => c.buffer_settings(),
-    };
+    let output = oc.0.build(metrics, interval).map_err(fail)?;
+    let settings = oc.0.buffer_settings();
     let output = match settings.kind {
         BufferKind::Memory => {
             output.start(&mut tasks);

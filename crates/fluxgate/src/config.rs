@@ -638,6 +638,15 @@ pub struct GraphiteOutputConfig {
     pub name_encoding: metric_name::Encoding,
     /// Encode `/` inside a segment as `%2F` (carbon would read it as a directory).
     pub encode_slash: bool,
+    /// `encode` (default: the metric-name encoder, lossless) or `telegraf` (characters
+    /// replaced as Telegraf's graphite serializer does, so series keep their whisper files).
+    pub sanitize: crate::translate::influx::Sanitize,
+    /// With `sanitize = "telegraf"` and `tag_support`: `strict` or `compatible` (Telegraf's
+    /// `graphite_tag_sanitize_mode`).
+    pub tag_sanitize_mode: crate::translate::influx::TagSanitizeMode,
+    /// With `sanitize = "telegraf"`: the characters that become `_` (Telegraf's
+    /// `graphite_strict_sanitize_regex`; empty: its default).
+    pub strict_sanitize_regex: String,
     /// Connect to the destinations over TLS.
     pub tls: bool,
     /// PEM file of the CAs to trust instead of the system's (with `tls`).
@@ -668,6 +677,9 @@ impl GraphiteOutputConfig {
             bool_mode: self.bool_mode,
             name_encoding: self.name_encoding,
             encode_slash: self.encode_slash,
+            sanitize: self.sanitize,
+            tag_sanitize_mode: self.tag_sanitize_mode,
+            strict_sanitize_regex: self.strict_sanitize_regex.clone(),
         }
     }
 }
@@ -703,6 +715,9 @@ impl Default for GraphiteOutputConfig {
             bool_mode: i2g.bool_mode,
             name_encoding: i2g.name_encoding,
             encode_slash: i2g.encode_slash,
+            sanitize: i2g.sanitize,
+            tag_sanitize_mode: i2g.tag_sanitize_mode,
+            strict_sanitize_regex: i2g.strict_sanitize_regex,
             tls: false,
             tls_ca: None,
             tls_server_name: None,

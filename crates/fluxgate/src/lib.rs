@@ -8,6 +8,7 @@ pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod dry_run;
+pub mod import;
 pub mod listener;
 pub mod metrics;
 pub mod output;

@@ -805,3 +805,37 @@ fn plaintext_points(body: &[u8]) -> impl Iterator<Item = (&str, f64, f64)> {
         Some((s.path, ts, s.value))
     })
 }
+
+/// `[[outputs.graphite]]`.
+impl super::registry::OutputSpec for GraphiteOutputConfig {
+    fn kind(&self) -> &'static str {
+        "graphite"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn buffer_settings(&self) -> crate::config::BufferSettings {
+        GraphiteOutputConfig::buffer_settings(self)
+    }
+
+    fn build(&self, metrics: &Metrics, log_interval: Duration) -> Result<Arc<dyn Output>, String> {
+        let to_graphite =
+            InfluxToGraphite::new(&self.to_graphite_config()).map_err(|e| e.to_string())?;
+        Ok(Arc::new(GraphiteOutput::new(
+            self.clone(),
+            to_graphite,
+            metrics,
+            log_interval,
+        )?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn same(&self, other: &dyn super::registry::OutputSpec) -> bool {
+        super::registry::same_as(self, other)
+    }
+}
