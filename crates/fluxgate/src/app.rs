@@ -957,8 +957,9 @@ fn fingerprint_of(name: &str, config: &Config) -> String {
         "statsd" => format!("{:?}", l.statsd),
         "line_udp" => format!("{:?}", l.line_udp),
         "telemetry" => format!(
-            "{:?} {}",
+            "{:?} {:?} {}",
             config.telemetry.address,
+            l.http,
             crate::tls::digest_strings(
                 l.http
                     .users
