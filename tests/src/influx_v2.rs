@@ -629,9 +629,12 @@ fn flux_bucket(query: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_owned())
 }
 
+/// What one CSV table holds: measurement, tags, field and the value's datatype.
+type SeriesKey<'a> = (&'a str, &'a [(String, String)], &'a str, &'static str);
+
 /// The annotated CSV of `points`: one table per (measurement, tags, field).
 fn annotated_csv(points: &[StoredPoint]) -> Vec<String> {
-    let mut series: Vec<(&str, &[(String, String)], &str, &'static str)> = Vec::new();
+    let mut series: Vec<SeriesKey<'_>> = Vec::new();
     for p in points {
         let key = (
             p.measurement.as_str(),

@@ -131,6 +131,21 @@ pub fn describe(config: &Config) -> String {
             }
         );
     }
+    if !config.inputs.is_empty() {
+        s.push_str("\ninputs:\n");
+    }
+    for p in &config.inputs.http_poll {
+        let _ = writeln!(
+            s,
+            "  http_poll {:?} {}  (interval={:?} timeout={:?} measurement={:?} sensors={})",
+            p.name,
+            crate::config::redact_url(&p.url),
+            p.interval,
+            p.timeout(),
+            p.measurement,
+            p.sensors.len()
+        );
+    }
     let g = &config.graphite;
     let _ = writeln!(
         s,

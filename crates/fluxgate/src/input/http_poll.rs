@@ -612,6 +612,28 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_example_in_config_toml_is_valid() {
+        // The reference config shows [[inputs.http_poll]] commented out (no device to poll);
+        // uncommented, it must load.
+        let text = include_str!("../../../../config.toml");
+        let start = text
+            .find("# [[inputs.http_poll]]")
+            .expect("the example is there");
+        let example: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.strip_prefix("# ").unwrap_or(""))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = crate::Config::from_toml(&example, "config.toml example").unwrap();
+        let poll = &c.inputs.http_poll[0];
+        assert_eq!(poll.name, "lab");
+        assert_eq!(poll.interval, Duration::from_secs(1));
+        assert_eq!(poll.sensors["dht22"], ["temperature", "humidity"]);
+    }
+
+    #[test]
     fn validation_names_what_is_wrong() {
         let ok = cfg(&[("a", &["x"])]);
         assert_eq!(ok.validate(), Ok(()));

@@ -24,22 +24,23 @@ use super::*;
 /// What `query = "read_only"` answers to a Flux query that does more than read.
 pub const FLUX_REFUSED: &str = "fluxgate: only Flux queries that read pass /api/v2/query (query = \"read_only\"): no to(), no imports of packages that reach other systems, no from(host:)";
 
-fn first_v2(st: &HttpState) -> Result<Arc<crate::pipeline::Pipeline>, Response> {
+/// The pipeline in force, when it has a v2 output to answer.
+fn first_v2(st: &HttpState) -> Option<Arc<crate::pipeline::Pipeline>> {
     let pipeline = st.ctx.pipeline();
     let found = pipeline
         .outputs
         .iter()
         .filter_map(|o| o.as_influx())
         .any(|i| i.config().api == InfluxApi::V2);
-    if found {
-        Ok(pipeline)
-    } else {
-        Err(error(
-            InfluxApi::V2,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no InfluxDB v2 output is configured to answer v2 reads",
-        ))
-    }
+    found.then_some(pipeline)
+}
+
+fn no_v2() -> Response {
+    error(
+        InfluxApi::V2,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no InfluxDB v2 output is configured to answer v2 reads",
+    )
 }
 
 fn v2_output(pipeline: &crate::pipeline::Pipeline) -> &InfluxOutput {
@@ -163,9 +164,8 @@ pub(super) async fn query_v2(
         }
         _ => (body.clone(), "application/octet-stream"),
     };
-    let pipeline = match first_v2(&st) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(pipeline) = first_v2(&st) else {
+        return no_v2();
     };
     let out = v2_output(&pipeline);
     let mut params = params;
@@ -228,12 +228,11 @@ pub(super) async fn buckets(
             "method not allowed",
         );
     }
-    let pipeline = match first_v2(&st) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(pipeline) = first_v2(&st) else {
+        return no_v2();
     };
     let out = v2_output(&pipeline);
-    let body = (!read).then(|| ("application/json", body));
+    let body = (!read).then_some(("application/json", body));
     forward(
         &st,
         out,
@@ -249,9 +248,8 @@ pub(super) async fn buckets(
 
 /// `GET /ready`: the upstream's readiness.
 pub(super) async fn ready(State(st): AppState, headers: HeaderMap) -> Response {
-    let pipeline = match first_v2(&st) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(pipeline) = first_v2(&st) else {
+        return no_v2();
     };
     let out = v2_output(&pipeline);
     forward(
@@ -270,9 +268,8 @@ pub(super) async fn ready(State(st): AppState, headers: HeaderMap) -> Response {
 /// `GET /api/v2/health`: the upstream's health (InfluxDB 2.x serves it at `/health`, which
 /// on fluxgate reports fluxgate's own).
 pub(super) async fn health_v2(State(st): AppState, headers: HeaderMap) -> Response {
-    let pipeline = match first_v2(&st) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(pipeline) = first_v2(&st) else {
+        return no_v2();
     };
     let out = v2_output(&pipeline);
     forward(
