@@ -32,7 +32,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(section: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(section: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             section: section.into(),
             message: message.into(),
@@ -138,10 +138,20 @@ pub struct Config {
     pub rewrite: Vec<crate::route::RewriteConfig>,
     pub log: LogConfig,
     pub gateway: GatewaySection,
+    /// Sources fetched on a schedule (`[[inputs.http_poll]]`).
+    pub inputs: crate::input::InputsConfig,
     /// How long SIGTERM waits for queued points to be delivered before giving up on them
     /// (each one still queued then is counted as dropped with reason `shutdown`).
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// fluxgate's own figures: as Graphite metrics in its pipeline, and `/metrics` on an
+    /// address of its own.
+    pub telemetry: crate::telemetry::TelemetryConfig,
+    /// carbon-aggregator's rules (`[aggregation]`).
+    pub aggregation: crate::aggregate::AggregationConfig,
+    /// carbon-c-relay's `aggregate` statements (`[[aggregate]]`), tried in order before the
+    /// routes.
+    pub aggregate: Vec<crate::aggregate::AggregateConfig>,
 }
 
 impl Default for Config {
@@ -154,7 +164,11 @@ impl Default for Config {
             rewrite: Vec::new(),
             log: LogConfig::default(),
             gateway: GatewaySection::default(),
+            inputs: crate::input::InputsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
+            aggregation: Default::default(),
+            aggregate: Vec::new(),
         }
     }
 }
@@ -235,6 +249,7 @@ pub struct Listeners {
     pub pickle: PickleListener,
     pub http: HttpListener,
     pub statsd: StatsdListener,
+    pub line_udp: crate::listener::line_udp::LineUdpListener,
 }
 
 /// `[listeners.statsd]`: StatsD over UDP, aggregated per flush interval into Graphite samples
@@ -242,11 +257,24 @@ pub struct Listeners {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsdListener {
-    /// UDP address; absent = no StatsD listener.
+    /// UDP address; absent = no StatsD over UDP.
     pub udp: Option<String>,
+    /// TCP address (newline-delimited lines); absent = no StatsD over TCP. Both transports
+    /// feed one aggregation state.
+    pub tcp: Option<String>,
     /// SO_RCVBUF asked for on the UDP socket (the kernel caps it at net.core.rmem_max);
-    /// 0 keeps the system default.
+    /// 0 keeps the system default. `recv_buffer_bytes` is the same key.
+    #[serde(alias = "recv_buffer_bytes")]
     pub udp_receive_buffer: usize,
+    /// Longest TCP line; a longer one is skipped up to its newline and counted.
+    pub max_line_bytes: usize,
+    /// Concurrent TCP connections; further ones are closed at once and counted.
+    pub max_connections: usize,
+    /// What all TCP connections together may hold in partial lines.
+    pub max_buffered_bytes: usize,
+    /// A TCP connection that sends nothing for this long is closed; 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Largest datagram read; the rest of a longer one is lost.
     pub max_datagram_bytes: usize,
     #[serde(with = "humantime_serde")]
@@ -275,7 +303,12 @@ impl Default for StatsdListener {
     fn default() -> Self {
         Self {
             udp: None,
+            tcp: None,
             udp_receive_buffer: 8 << 20,
+            max_line_bytes: 16384,
+            max_connections: 10000,
+            max_buffered_bytes: 64 << 20,
+            idle_timeout: DEFAULT_TCP_IDLE,
             max_datagram_bytes: 65536,
             flush_interval: Duration::from_secs(10),
             percent_threshold: vec![90.0],
@@ -353,6 +386,9 @@ pub struct PlaintextListener {
     pub max_connections: usize,
     /// Largest UDP datagram read; the rest of a longer one is lost by the kernel.
     pub max_datagram_bytes: usize,
+    /// SO_RCVBUF asked for on the UDP socket, room for bursts; the kernel caps it at
+    /// net.core.rmem_max (a warning says so). 0 keeps the system default.
+    pub recv_buffer_bytes: usize,
     /// What all TCP connections together may hold in read buffers; past it a connection
     /// stops reading (its sender is pushed back) until there is room.
     pub max_buffered_bytes: usize,
@@ -376,6 +412,7 @@ impl Default for PlaintextListener {
             max_line_bytes: 16384,
             max_connections: 10000,
             max_datagram_bytes: 65536,
+            recv_buffer_bytes: crate::listener::udp::DEFAULT_RECV_BUFFER,
             max_buffered_bytes: 64 << 20,
             idle_timeout: DEFAULT_TCP_IDLE,
             tls_cert: None,
@@ -429,7 +466,9 @@ impl Default for PickleListener {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpListener {
-    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; absent = disabled.
+    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; `""` = disabled
+    /// (absent: the default address).
+    #[serde(deserialize_with = "empty_is_none")]
     pub address: Option<String>,
     /// Largest request body after gzip decompression (InfluxDB's default is 25 MB).
     pub max_body_bytes: usize,
@@ -483,6 +522,12 @@ impl HttpListener {
     pub fn metrics_needs_auth(&self) -> bool {
         self.metrics_auth.unwrap_or(true) && self.auth_enabled()
     }
+}
+
+/// An address key where `""` turns the listener off.
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()))
 }
 
 impl Default for HttpListener {
@@ -981,6 +1026,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.inputs.validate()?;
         if self.shutdown_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "shutdown_timeout",
@@ -1095,10 +1141,15 @@ impl Config {
                 .map_err(|e| ConfigError::at(section, "tls_cert", e))?;
         }
         self.listeners.statsd.validate()?;
+        self.listeners.line_udp.validate()?;
+        self.telemetry.validate()?;
         for (section, key, addr) in [
             ("listeners.plaintext", "tcp", &p.tcp),
             ("listeners.plaintext", "udp", &p.udp),
             ("listeners.statsd", "udp", &self.listeners.statsd.udp),
+            ("listeners.statsd", "tcp", &self.listeners.statsd.tcp),
+            ("listeners.line_udp", "udp", &self.listeners.line_udp.udp),
+            ("telemetry", "address", &self.telemetry.address),
             ("listeners.pickle", "tcp", &self.listeners.pickle.tcp),
             ("listeners.http", "address", &self.listeners.http.address),
         ] {
@@ -1111,6 +1162,8 @@ impl Config {
             ("listeners.plaintext.tcp", &p.tcp),
             ("listeners.pickle.tcp", &self.listeners.pickle.tcp),
             ("listeners.http.address", &self.listeners.http.address),
+            ("listeners.statsd.tcp", &self.listeners.statsd.tcp),
+            ("telemetry.address", &self.telemetry.address),
         ];
         for (i, (a, addr_a)) in tcp.iter().enumerate() {
             for (b, addr_b) in &tcp[i + 1..] {
@@ -1119,6 +1172,23 @@ impl Config {
                         return Err(ConfigError::invalid(
                             "listeners",
                             format!("{a} and {b} are both {x:?}: one TCP address, one listener"),
+                        ));
+                    }
+                }
+            }
+        }
+        let udp = [
+            ("listeners.plaintext.udp", &p.udp),
+            ("listeners.statsd.udp", &self.listeners.statsd.udp),
+            ("listeners.line_udp.udp", &self.listeners.line_udp.udp),
+        ];
+        for (i, (a, addr_a)) in udp.iter().enumerate() {
+            for (b, addr_b) in &udp[i + 1..] {
+                if let (Some(x), Some(y)) = (addr_a, addr_b) {
+                    if x.parse::<std::net::SocketAddr>().ok() == y.parse().ok() {
+                        return Err(ConfigError::invalid(
+                            "listeners",
+                            format!("{a} and {b} are both {x:?}: one UDP address, one listener"),
                         ));
                     }
                 }
@@ -1305,6 +1375,13 @@ impl Config {
             }
         }
         self.router().map_err(route_error)?;
+        if !self.aggregation.rules.is_empty()
+            || self.aggregation.carbon_rules.is_some()
+            || !self.aggregate.is_empty()
+        {
+            self.aggregation(&crate::metrics::Metrics::new(), None)
+                .map_err(|e| ConfigError::invalid("aggregation", e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -1314,6 +1391,23 @@ impl Config {
         influx
             .chain(self.outputs.graphite.iter().map(|o| o.name.as_str()))
             .collect()
+    }
+
+    /// The aggregators of `[aggregation]` and `[[aggregate]]` (`None` without rules), taking
+    /// over the state of `previous`'s unchanged rules.
+    pub fn aggregation(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        previous: Option<&crate::aggregate::Aggregation>,
+    ) -> Result<Option<crate::aggregate::Aggregation>, crate::aggregate::AggregateError> {
+        let outputs: Vec<String> = self.output_names().iter().map(|s| s.to_string()).collect();
+        crate::aggregate::Aggregation::build(
+            &self.aggregation,
+            &self.aggregate,
+            &outputs,
+            metrics,
+            previous,
+        )
     }
 
     /// Cleansing, rewrites and routes compiled against the outputs.
