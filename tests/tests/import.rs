@@ -21,7 +21,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fluxgate_e2e::{carbon_c_relay_test_mode, run_fluxgate, system_python};
+use fluxgate_e2e::{
+    carbon_c_relay_test_mode, eventually, free_port, loopback, run_fluxgate, send_lines,
+    system_python, CarbonCRelay, Gateway, TcpCapture,
+};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -228,6 +231,100 @@ fn carbon_c_relay_config_places_every_name_where_carbon_c_relay_does() {
             .into()
     );
     assert!(answers.iter().any(|a| destinations(a, false).is_empty()));
+}
+
+/// A carbon-c-relay config over the given eight members (each with an instance, so that
+/// placement does not depend on their ports).
+fn live_relay_config(members: &[TcpCapture]) -> String {
+    let m: Vec<String> = members.iter().map(|c| c.addr().to_string()).collect();
+    format!(
+        "cluster ring carbon_ch replication 2 {}=a {}=b {}=c ;\n\
+         cluster fnv fnv1a_ch {}=one {}=two ;\n\
+         cluster any any_of {}=x {}=y ;\n\
+         cluster copy forward {} ;\n\
+         rewrite ^old\\.(.*) into new.\\_1 ;\n\
+         match ^junk send to blackhole ;\n\
+         match ^sys\\. send to ring copy stop ;\n\
+         match [Ll]atency send to any ;\n\
+         match ^servers\\. ^new\\. send to fnv ;\n\
+         match * send to ring ;\n",
+        m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]
+    )
+}
+
+/// The same input into a running carbon-c-relay and into fluxgate running the imported
+/// config: every member receives exactly the same lines from both, names cleansed as
+/// carbon-c-relay cleanses them.
+#[test]
+fn carbon_c_relay_config_imported_and_run_delivers_what_carbon_c_relay_delivers() {
+    let reference: Vec<TcpCapture> = (0..8).map(|_| TcpCapture::start()).collect();
+    let ours: Vec<TcpCapture> = (0..8).map(|_| TcpCapture::start()).collect();
+    let relay = CarbonCRelay::builder()
+        .routes(&live_relay_config(&reference))
+        .start();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plaintext = loopback(free_port());
+    let http = loopback(free_port());
+    let conf = write(
+        dir.path(),
+        "relay.conf",
+        &format!(
+            "listen type linemode {plaintext} proto tcp ;\n{}",
+            live_relay_config(&ours)
+        ),
+    );
+    let imported = import_ok(dir.path(), &["carbon-c-relay", s(&conf)]);
+    let mut config = fs::read_to_string(&imported).expect("read");
+    config.push_str(&format!("\n[listeners.http]\naddress = \"{http}\"\n"));
+    let gateway = Gateway::start(&config, http);
+
+    let mut lines: Vec<String> = names(300)
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n} {i} 1700000000"))
+        .collect();
+    // Names carbon-c-relay cleanses: repeated and trailing dots, characters outside its set.
+    lines.extend(
+        [
+            "sys..web01.cpu. 900 1700000000",
+            "servers.dc1.wéb.cpu 901 1700000000",
+            "apps.api@v2.latency 902 1700000000",
+            "old.MIXED.Case..name 903 1700000000",
+            "junk.thing 904 1700000000",
+        ]
+        .map(String::from),
+    );
+    let answers = dry_run(&imported, "graphite", &lines);
+    let expected: usize = answers
+        .iter()
+        .map(|a| a["destinations"].as_array().map_or(0, Vec::len))
+        .sum();
+    send_lines(relay.addr(), &lines);
+    send_lines(plaintext, &lines);
+    let total = |set: &[TcpCapture]| set.iter().map(|c| c.lines().len()).sum::<usize>();
+    eventually(Duration::from_secs(30), || {
+        let (r, o) = (total(&reference), total(&ours));
+        if r == expected && o == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "carbon-c-relay delivered {r}, fluxgate {o}, dry-run expects {expected}\n{}",
+                gateway.log_tail(10)
+            ))
+        }
+    });
+    for (i, (r, o)) in reference.iter().zip(&ours).enumerate() {
+        let mut r = r.lines();
+        let mut o = o.lines();
+        r.sort();
+        o.sort();
+        assert_eq!(r, o, "member {i} received different lines");
+    }
+    assert!(
+        ours.iter().all(|c| !c.lines().is_empty()),
+        "every member is reached"
+    );
 }
 
 #[test]
