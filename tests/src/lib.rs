@@ -57,7 +57,8 @@ pub use c_relay::{
     CarbonCRelay, CarbonCRelayBuilder,
 };
 pub use carbon::{
-    unix_now, CarbonCache, CarbonCacheBuilder, CarbonRelay, CarbonRelayBuilder, RelayMethod, Stored,
+    unix_now, CarbonAggregator, CarbonAggregatorBuilder, CarbonCache, CarbonCacheBuilder,
+    CarbonRelay, CarbonRelayBuilder, RelayMethod, Stored,
 };
 pub use gateway::{
     fluxgate_bin, fluxgate_command, prometheus_value, run_fluxgate, Gateway, GatewayBuilder,

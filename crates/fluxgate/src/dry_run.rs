@@ -74,6 +74,41 @@ pub fn describe(config: &Config) -> String {
                 tls_note(&l.http.tls_cert, &l.http.tls_client_ca)
             ),
         ),
+        (
+            "statsd udp",
+            &l.statsd.udp,
+            format!(
+                "flush_interval={:?} recv_buffer_bytes={}",
+                l.statsd.flush_interval, l.statsd.udp_receive_buffer
+            ),
+        ),
+        (
+            "statsd tcp",
+            &l.statsd.tcp,
+            format!(
+                "flush_interval={:?} max_line_bytes={} max_connections={} idle_timeout={:?}",
+                l.statsd.flush_interval,
+                l.statsd.max_line_bytes,
+                l.statsd.max_connections,
+                l.statsd.idle_timeout
+            ),
+        ),
+        (
+            "line udp",
+            &l.line_udp.udp,
+            format!(
+                "db={:?} rp={:?} precision={} batch_size={}",
+                l.line_udp.database,
+                l.line_udp.retention_policy,
+                l.line_udp.precision,
+                l.line_udp.batch_size
+            ),
+        ),
+        (
+            "telemetry",
+            &config.telemetry.address,
+            format!("/metrics metrics_auth={}", l.http.metrics_needs_auth()),
+        ),
     ] {
         if let Some(a) = addr {
             any = true;
@@ -96,6 +131,19 @@ pub fn describe(config: &Config) -> String {
             p.timeout(),
             p.measurement,
             p.sensors.len()
+        );
+    }
+    if let Some(prefix) = &config.telemetry.graphite_prefix {
+        let _ = writeln!(
+            s,
+            "\ntelemetry: {}.* every {:?}{}",
+            crate::telemetry::expand_prefix(prefix, &crate::telemetry::hostname()),
+            config.telemetry.interval,
+            if config.telemetry.reset_counters {
+                " (counters reset each interval)"
+            } else {
+                ""
+            }
         );
     }
     let g = &config.graphite;
@@ -177,7 +225,46 @@ pub fn describe(config: &Config) -> String {
     for (i, r) in config.rewrite.iter().enumerate() {
         let _ = writeln!(s, "  rewrite[{i}] {:?} -> {:?}", r.pattern, r.replace);
     }
+    describe_aggregation(config, &mut s);
     s
+}
+
+/// The aggregation rules `check` lists, in the order inputs meet them.
+fn describe_aggregation(config: &Config, s: &mut String) {
+    let a = &config.aggregation;
+    let inline = a.rules.len();
+    if a.carbon_rules.is_some() || inline > 0 {
+        let file = a
+            .carbon_rules
+            .as_ref()
+            .map_or(String::new(), |p| format!("{} and ", p.display()));
+        let _ = writeln!(
+            s,
+            "\naggregation (carbon-aggregator): rules from {file}{inline} inline, max_intervals={} forward_inputs={}",
+            a.max_intervals, a.forward_inputs
+        );
+    }
+    for (i, g) in config.aggregate.iter().enumerate() {
+        let computes: Vec<String> = g
+            .compute
+            .iter()
+            .map(|c| format!("{} -> {:?}", c.function, c.write_to))
+            .collect();
+        let to = g
+            .send_to
+            .as_ref()
+            .map_or("routes".to_owned(), |o| o.as_slice().join(", "));
+        let _ = writeln!(
+            s,
+            "  aggregate[{i}] match {:?} every {}s expire {}s timestamp {:?}: {} -> {to}{}",
+            g.pattern.as_slice(),
+            g.every.0,
+            g.expire.0,
+            g.timestamp,
+            computes.join(", "),
+            if g.stop { " (stop)" } else { "" }
+        );
+    }
 }
 
 /// ` tls (cert ..., client certificates required)` when a listener has TLS.

@@ -87,6 +87,45 @@ pub async fn serve(
         .layer(axum::middleware::map_response(influx_headers))
         .layer(axum::middleware::from_fn(v1_error_dialect))
         .with_state(state);
+    serve_router(listener, ctx, router, slots, timeouts, tls, tracker).await
+}
+
+/// `/metrics` (and `/health`) alone, on `[telemetry] address`: a gateway without the HTTP
+/// listener stays observable. The credentials and `metrics_auth` of `[listeners.http]`
+/// apply, as they do to its `/metrics`; the connection limits and timeouts too.
+pub async fn serve_metrics(
+    listener: Arc<TcpListener>,
+    ctx: Arc<ListenerCtx>,
+    cfg: HttpListener,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let timeouts = Timeouts {
+        header: cfg.header_timeout,
+        idle: cfg.idle_timeout,
+    };
+    let state = Arc::new(HttpState {
+        ctx: ctx.clone(),
+        auth: Auth::new(&cfg),
+        cfg,
+    });
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state);
+    serve_router(listener, ctx, router, slots, timeouts, None, tracker).await
+}
+
+async fn serve_router(
+    listener: Arc<TcpListener>,
+    ctx: Arc<ListenerCtx>,
+    router: Router,
+    slots: Arc<Semaphore>,
+    timeouts: Timeouts,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tracker: TaskTracker,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -916,7 +955,7 @@ fn parse_body(
 /// (it parsed, so it is valid line protocol); only the timestamp is rewritten, or added with
 /// the time of receipt when the line had none, so a point that waits in a queue keeps the
 /// time it was written, not the time of a late retry.
-fn append_point(
+pub(crate) fn append_point(
     p: &line_protocol::ParsedLine<'_>,
     precision: line_protocol::Precision,
     now: i64,
