@@ -33,7 +33,7 @@
 //!   on 5,000,000 segments that need escaping (`db<i>.example.com:<n>/x y`, 136 MB; the
 //!   all-safe fast path does not reach `quote`), medians of three runs in one process,
 //!   release build: the former hand-written loop 0.36 CPU-s (233 MB/s), the crate 0.42 CPU-s
-//!   (198 MB/s) on a loaded 2-core machine. The crate was kept: about 1 CPU-ns more per
+//!   (198 MB/s) on a loaded 2-core machine. The crate was kept: about 12 CPU-ns more per
 //!   escaped segment, on the slow path only.
 //! - Punycode of IDNA labels (under 60 code points) is `idna`'s punycode module, in both
 //!   directions; a decode the crate refuses is answered by the transcription of Python's
