@@ -118,19 +118,6 @@ pub fn describe(config: &Config) -> String {
     if !any {
         s.push_str("  (none)\n");
     }
-    if let Some(prefix) = &config.telemetry.graphite_prefix {
-        let _ = writeln!(
-            s,
-            "\ntelemetry: {}.* every {:?}{}",
-            crate::telemetry::expand_prefix(prefix, &crate::telemetry::hostname()),
-            config.telemetry.interval,
-            if config.telemetry.reset_counters {
-                " (counters reset each interval)"
-            } else {
-                ""
-            }
-        );
-    }
     if !config.inputs.is_empty() {
         s.push_str("\ninputs:\n");
     }
@@ -144,6 +131,19 @@ pub fn describe(config: &Config) -> String {
             p.timeout(),
             p.measurement,
             p.sensors.len()
+        );
+    }
+    if let Some(prefix) = &config.telemetry.graphite_prefix {
+        let _ = writeln!(
+            s,
+            "\ntelemetry: {}.* every {:?}{}",
+            crate::telemetry::expand_prefix(prefix, &crate::telemetry::hostname()),
+            config.telemetry.interval,
+            if config.telemetry.reset_counters {
+                " (counters reset each interval)"
+            } else {
+                ""
+            }
         );
     }
     let g = &config.graphite;
