@@ -5,6 +5,7 @@
 #   - the InfluxDB 1.x command-line client the tests drive like a user would (influx, from
 #     influxdb-client);
 #   - the real Python client libraries (scripts/requirements-test.txt) in <repo>/.venv;
+#   - nats-server (JetStream), the stream between edges and deliverers;
 #   - Etsy statsd 0.9 (tests/statsd/package.json), the StatsD listener's reference, installed
 #     with npm into tests/statsd/node_modules.
 #
@@ -36,6 +37,7 @@ declare -A package_of=(
     [systemd-analyze]=systemd
     [node]=nodejs
     [npm]=npm
+    [nats-server]=nats-server
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }

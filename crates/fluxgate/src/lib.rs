@@ -10,6 +10,7 @@ pub mod config;
 pub mod dry_run;
 pub mod listener;
 pub mod metrics;
+pub mod nats;
 pub mod output;
 pub mod pipeline;
 pub mod queue;

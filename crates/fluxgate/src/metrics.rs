@@ -49,6 +49,9 @@ pub struct Metrics {
     /// Records and bytes in an output's disk buffer.
     pub buffer_records: IntGaugeVec,
     pub buffer_bytes: IntGaugeVec,
+    /// JetStream messages a NATS listener handled, by outcome: `received`, `redelivered`
+    /// (delivered before, to this or another deliverer), `acked`, `ack_failed`, `bad`.
+    pub nats_messages: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -154,6 +157,11 @@ impl Metrics {
             "Bytes of an output's disk buffer on disk.",
             &["output"],
         );
+        let nats_messages = counter(
+            "fluxgate_nats_messages_total",
+            "JetStream messages a NATS listener handled, by outcome.",
+            &["outcome"],
+        );
         let destination_up = gauge(
             "fluxgate_destination_up",
             "1 while a Graphite output is connected to the destination, else 0.",
@@ -205,6 +213,7 @@ impl Metrics {
             buffer_repaired,
             buffer_records,
             buffer_bytes,
+            nats_messages,
         }
     }
 

@@ -908,7 +908,7 @@ fn parse_body(
 /// (it parsed, so it is valid line protocol); only the timestamp is rewritten, or added with
 /// the time of receipt when the line had none, so a point that waits in a queue keeps the
 /// time it was written, not the time of a late retry.
-fn append_point(
+pub(crate) fn append_point(
     p: &line_protocol::ParsedLine<'_>,
     precision: line_protocol::Precision,
     now: i64,

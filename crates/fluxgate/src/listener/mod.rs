@@ -20,6 +20,7 @@ mod auth;
 pub(crate) mod graphite;
 pub mod http;
 mod influxql;
+pub mod nats;
 pub mod pickle;
 pub mod plaintext;
 pub mod statsd;
