@@ -28,7 +28,17 @@ impl NatsServer {
     /// # Panics
     /// When nats-server is not installed or does not come up.
     pub fn start() -> NatsServer {
+        Self::start_with("")
+    }
+
+    /// A single server with `extra` added to its configuration file (an `authorization`
+    /// block, say).
+    pub fn start_with(extra: &str) -> NatsServer {
         let mut s = Self::prepare("nats", free_port(), None);
+        let conf = s.root.join("nats.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("written");
+        text.push_str(extra);
+        process::write_file(&conf, &text);
         s.launch();
         s
     }

@@ -476,3 +476,94 @@ fn check_and_dry_run_show_nats_outputs_and_subjects() {
         "subject fluxgate.lp.(db)"
     );
 }
+
+#[test]
+fn credentials_come_from_the_environment_and_stay_out_of_logs() {
+    let token = "s3cret-nats-token";
+    let nats = NatsServer::start_with(&format!("authorization {{ token: \"{token}\" }}\n"));
+    let influx = InfluxDb::start();
+    influx.create_database("graphite");
+    let servers = vec![nats.url()];
+    let plaintext = loopback(free_port());
+    let with_env = |config: String, key: &str| {
+        let http = loopback(free_port());
+        Gateway::builder(&config.replace("@HTTP@", &http.to_string()))
+            .http_addr(http)
+            .env(key, token)
+            .start()
+    };
+    let edge = with_env(
+        edge_config(plaintext, &servers, "auth", ""),
+        "FLUXGATE_JS_GRAPHITE_TOKEN",
+    );
+    let deliverer = with_env(
+        deliverer_config(&servers, "auth", &influx, None),
+        "FLUXGATE_NATS_TOKEN",
+    );
+    let now = unix_now();
+    send_lines(plaintext, graphite_lines("auth", 0, 100, now - 60));
+    influx.wait_exact_points("graphite", 100, WAIT);
+    for g in [&edge, &deliverer] {
+        assert!(
+            !g.log().contains(token),
+            "the token is in a log:\n{}",
+            g.log()
+        );
+    }
+    // Without the token the server refuses the edge: nothing is published, nothing counted
+    // as sent, and the points wait in the queue.
+    let refused = loopback(free_port());
+    let (stranger, _) = start(&edge_config(refused, &servers, "auth", ""));
+    send_lines(refused, graphite_lines("stranger", 0, 10, now - 60));
+    eventually(WAIT, || {
+        let queued = metric(
+            &stranger,
+            "fluxgate_queue_points",
+            &[("output", "js_graphite")],
+        );
+        if queued == 10.0 {
+            Ok(())
+        } else {
+            Err(format!("{queued} points queued"))
+        }
+    });
+    assert_eq!(metric(&stranger, "fluxgate_sent_points_total", &[]), 0.0);
+}
+
+#[test]
+fn with_a_disk_buffer_a_deliverer_acknowledges_once_fsynced_and_survives_kill_9() {
+    let nats = NatsServer::start();
+    let mut influx = InfluxDb::start();
+    influx.create_database("graphite");
+    let servers = vec![nats.url()];
+    let plaintext = loopback(free_port());
+    let (_edge, _) = start(&edge_config(plaintext, &servers, "disk", ""));
+    let config = deliverer_config(&servers, "disk", &influx, None)
+        .replace(
+            "[listeners.nats]",
+            "[gateway]\ndata_dir = \"@DIR@/data\"\n\n[listeners.nats]",
+        )
+        .replace(
+            "database = \"graphite\"\n",
+            "database = \"graphite\"\nbuffer = \"disk\"\n",
+        );
+    influx.kill();
+    let (mut deliverer, _) = start(&config);
+    let now = unix_now();
+    let n = 500;
+    send_lines(plaintext, graphite_lines("disk", 0, n, now - 60));
+    // InfluxDB is down, yet every message is acknowledged: its points are in the log.
+    wait_all_acked(&nats, "disk");
+    assert_eq!(
+        metric(
+            &deliverer,
+            "fluxgate_received_total",
+            &[("listener", "nats")]
+        ),
+        n as f64
+    );
+    deliverer.kill();
+    influx.start_again();
+    deliverer.start_again();
+    influx.wait_exact_points("graphite", n, WAIT);
+}

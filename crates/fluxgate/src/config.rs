@@ -936,6 +936,13 @@ impl Config {
                     .filter(|o| o.buffer == BufferKind::Memory)
                     .map(|o| o.name.as_str()),
             )
+            .chain(
+                self.outputs
+                    .nats
+                    .iter()
+                    .filter(|o| o.buffer == BufferKind::Memory)
+                    .map(|o| o.name.as_str()),
+            )
             .collect();
         if self.listeners.http.ack == AckMode::Durable && !memory_outputs.is_empty() {
             return Err(ConfigError::invalid(

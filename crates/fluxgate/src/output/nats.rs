@@ -109,6 +109,13 @@ pub struct NatsOutputConfig {
     pub queue_points: usize,
     pub queue_bytes: usize,
     pub overflow: Overflow,
+    /// `memory` or `disk` (a log under `[gateway] data_dir` that survives restarts and
+    /// crashes until the stream acknowledged it).
+    pub buffer: BufferKind,
+    /// Largest size of the disk buffer; then the overflow policy applies.
+    pub max_buffer_bytes: u64,
+    /// Points per second replayed from the disk buffer after a restart (0: no limit).
+    pub replay_rate: u64,
     /// How long one publish waits for its acknowledgement.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -166,6 +173,9 @@ impl Default for NatsOutputConfig {
             queue_points: 1_000_000,
             queue_bytes: 128 << 20,
             overflow: Overflow::Block,
+            buffer: BufferKind::Memory,
+            max_buffer_bytes: 1 << 30,
+            replay_rate: 0,
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             retry_initial: Duration::from_millis(100),
@@ -261,9 +271,9 @@ impl NatsOutputConfig {
 
     fn buffer_settings(&self) -> BufferSettings {
         BufferSettings {
-            kind: BufferKind::Memory,
-            max_bytes: 0,
-            replay_rate: 0,
+            kind: self.buffer,
+            max_bytes: self.max_buffer_bytes,
+            replay_rate: self.replay_rate,
             sync_interval: self.flush_interval,
             overflow: self.overflow,
         }
