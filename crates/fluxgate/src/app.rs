@@ -76,6 +76,11 @@ struct RunningOutput {
 enum Socket {
     Tcp(Arc<TcpListener>),
     Udp(Arc<UdpSocket>),
+    /// A StatsD listener's sockets, each with the address it was bound for.
+    Statsd {
+        udp: Option<(String, Arc<UdpSocket>)>,
+        tcp: Option<(String, Arc<TcpListener>)>,
+    },
 }
 
 #[derive(Debug)]
@@ -115,6 +120,15 @@ pub struct Gateway {
     /// Set when the gateway gives up on undelivered points: no NATS message is acknowledged
     /// after that, so JetStream redelivers what was not delivered.
     hold_acks: Arc<std::sync::atomic::AtomicBool>,
+    /// The task injecting fluxgate's own figures (`[telemetry] graphite_prefix`): the
+    /// settings it runs with, its stop token and tracker.
+    telemetry: Option<(
+        crate::telemetry::TelemetryConfig,
+        CancellationToken,
+        TaskTracker,
+    )>,
+    /// `[[inputs.*]]`: sources polled on a schedule.
+    inputs: crate::input::Inputs,
 }
 
 #[derive(Debug)]
@@ -140,6 +154,14 @@ impl Gateway {
         }
         let pipeline = build_pipeline(&config, &outputs, &metrics)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
+        let inputs = crate::input::Inputs::start(&config.inputs, &pipeline_rx, &metrics).map_err(
+            |message| {
+                Error::Config(crate::config::ConfigError::Invalid {
+                    section: "inputs".into(),
+                    message,
+                })
+            },
+        )?;
         let mut gw = Self {
             config_path,
             config: config.clone(),
@@ -155,9 +177,12 @@ impl Gateway {
             bound: HashMap::new(),
             nats: None,
             hold_acks: Arc::default(),
+            telemetry: None,
+            inputs,
         };
         gw.sync_listeners(&config, true).await?;
         gw.sync_nats(&config);
+        gw.sync_telemetry(&config);
         let mut listeners: Vec<String> = gw
             .bound
             .iter()
@@ -286,6 +311,13 @@ impl Gateway {
         self.config = new.clone();
         self.sync_listeners(&new, false).await?;
         self.sync_nats(&new);
+        self.sync_telemetry(&new);
+        if let Err(e) = self
+            .inputs
+            .apply(&new.inputs, &self.pipeline_rx, &self.metrics)
+        {
+            error!("inputs: cannot start the new ones, keeping the previous: {e}");
+        }
         info!("configuration reloaded");
         Ok(())
     }
@@ -324,6 +356,11 @@ impl Gateway {
             n.stop_accepting.cancel();
             listeners.push((n.cancel, n.tracker));
         }
+        if let Some((_, stop, tracker)) = self.telemetry.take() {
+            stop.cancel();
+            listeners.push((stop, tracker));
+        }
+        listeners.push(self.inputs.stop());
         for (cancel, tracker) in &listeners {
             cancel.cancel();
             tracker.close();
@@ -446,14 +483,48 @@ impl Gateway {
         ));
     }
 
+    /// Starts, restarts or stops the telemetry task as `[telemetry]` says.
+    fn sync_telemetry(&mut self, config: &Config) {
+        let wanted = &config.telemetry;
+        let runs = |c: &crate::telemetry::TelemetryConfig| {
+            (c.graphite_prefix.clone(), c.interval, c.reset_counters)
+        };
+        if let Some((running, _, _)) = &self.telemetry {
+            if runs(running) == runs(wanted) {
+                return;
+            }
+        }
+        if let Some((_, stop, tracker)) = self.telemetry.take() {
+            stop.cancel();
+            tracker.close();
+        }
+        if wanted.graphite_prefix.is_none() {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = ListenerCtx::new(
+            crate::telemetry::LISTENER,
+            self.pipeline_rx.clone(),
+            &self.metrics,
+            stop.clone(),
+            stop.clone(),
+            usize::MAX,
+        );
+        tracker.spawn(crate::telemetry::run(ctx, wanted.clone()));
+        self.telemetry = Some((wanted.clone(), stop, tracker));
+    }
+
     async fn sync_listeners(&mut self, config: &Config, initial: bool) -> Result<(), Error> {
         let l = &config.listeners;
-        let wanted: [(&'static str, Option<String>); 5] = [
+        let wanted: [(&'static str, Option<String>); 7] = [
             ("plaintext_tcp", l.plaintext.tcp.clone()),
             ("plaintext_udp", l.plaintext.udp.clone()),
             ("pickle", l.pickle.tcp.clone()),
             ("http", l.http.address.clone()),
-            ("statsd", l.statsd.udp.clone()),
+            ("statsd", listener::statsd::address_key(&l.statsd)),
+            ("line_udp", l.line_udp.udp.clone()),
+            ("telemetry", config.telemetry.address.clone()),
         ];
         for (name, addr) in wanted {
             let fingerprint = fingerprint_of(name, config);
@@ -466,7 +537,7 @@ impl Gateway {
             // connection is refused in between.
             let reuse = old
                 .as_ref()
-                .filter(|o| addr.as_deref() == Some(o.address.as_str()))
+                .filter(|o| name == "statsd" || addr.as_deref() == Some(o.address.as_str()))
                 .map(|o| o.socket.clone());
             let started = match &addr {
                 Some(addr) => Some(self.start_listener(name, addr, config, reuse).await),
@@ -528,6 +599,7 @@ impl Gateway {
         let max_buffered = match name {
             "plaintext_tcp" | "plaintext_udp" => config.listeners.plaintext.max_buffered_bytes,
             "pickle" => config.listeners.pickle.max_buffered_bytes,
+            "statsd" => config.listeners.statsd.max_buffered_bytes,
             _ => config.listeners.http.max_buffered_bytes,
         };
         let ctx = ListenerCtx::new(
@@ -542,6 +614,96 @@ impl Gateway {
         let (socket, local) = match (name, reuse) {
             ("statsd", reuse) => {
                 let s = &l.statsd;
+                let (old_udp, old_tcp) = match reuse {
+                    Some(Socket::Statsd { udp, tcp }) => (udp, tcp),
+                    _ => (None, None),
+                };
+                let shared: listener::statsd::Shared = Arc::new(std::sync::Mutex::new(
+                    crate::statsd::Aggregator::new(s.settings()),
+                ));
+                let mut local = None;
+                let udp = match &s.udp {
+                    Some(addr) => {
+                        let socket = match old_udp {
+                            Some((old, socket)) if old == *addr => socket,
+                            _ => {
+                                let parsed: SocketAddr = addr.parse().map_err(|e| {
+                                    bind_err(std::io::Error::new(
+                                        std::io::ErrorKind::InvalidInput,
+                                        e,
+                                    ))
+                                })?;
+                                Arc::new(
+                                    listener::statsd::bind(parsed, s.udp_receive_buffer)
+                                        .map_err(bind_err)?,
+                                )
+                            }
+                        };
+                        local = Some(socket.local_addr().map_err(bind_err)?);
+                        tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
+                        tracker.spawn(listener::statsd::udp(
+                            socket.clone(),
+                            ctx.clone(),
+                            shared.clone(),
+                            s.max_datagram_bytes,
+                        ));
+                        Some((addr.clone(), socket))
+                    }
+                    None => None,
+                };
+                let tcp = match &s.tcp {
+                    Some(addr) => {
+                        let listener_socket = match old_tcp {
+                            Some((old, socket)) if old == *addr => socket,
+                            _ => Arc::new(bind_tcp(addr).map_err(bind_err)?),
+                        };
+                        let tcp_local = listener_socket.local_addr().map_err(bind_err)?;
+                        local.get_or_insert(tcp_local);
+                        self.bound.insert("statsd_tcp", tcp_local);
+                        let opts = listener::TcpOptions {
+                            max_connections: s.max_connections,
+                            idle_timeout: s.idle_timeout,
+                            tls: None,
+                        };
+                        let (shared, max_line) = (shared.clone(), s.max_line_bytes);
+                        tracker.spawn(listener::serve_tcp(
+                            listener_socket.clone(),
+                            ctx.clone(),
+                            opts,
+                            tracker.clone(),
+                            move |conn, peer, ctx, idle| {
+                                listener::statsd::connection(
+                                    conn,
+                                    peer,
+                                    ctx,
+                                    idle,
+                                    shared.clone(),
+                                    max_line,
+                                )
+                            },
+                        ));
+                        Some((addr.clone(), listener_socket))
+                    }
+                    None => {
+                        self.bound.remove("statsd_tcp");
+                        None
+                    }
+                };
+                tracker.spawn(listener::statsd::flusher(
+                    ctx,
+                    shared,
+                    s.flush_interval.as_millis() as u64,
+                ));
+                let local = local.ok_or_else(|| {
+                    bind_err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "neither udp nor tcp is set",
+                    ))
+                })?;
+                (Socket::Statsd { udp, tcp }, local)
+            }
+            ("line_udp", reuse) => {
+                let c = &l.line_udp;
                 let socket = match reuse {
                     Some(Socket::Udp(s)) => s,
                     _ => {
@@ -549,28 +711,33 @@ impl Gateway {
                             bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
                         })?;
                         Arc::new(
-                            listener::statsd::bind(parsed, s.udp_receive_buffer)
+                            listener::udp::bind(name, parsed, c.recv_buffer_bytes)
                                 .map_err(bind_err)?,
                         )
                     }
                 };
                 let local = socket.local_addr().map_err(bind_err)?;
-                tracker.spawn(listener::statsd::udp(
-                    socket.clone(),
-                    ctx,
-                    s.settings(),
-                    s.max_datagram_bytes,
-                ));
+                tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
+                tracker.spawn(listener::line_udp::udp(socket.clone(), ctx, c.clone()));
                 (Socket::Udp(socket), local)
             }
             ("plaintext_udp", reuse) => {
                 let socket = match reuse {
                     Some(Socket::Udp(s)) => s,
-                    _ => Arc::new(UdpSocket::bind(addr).await.map_err(bind_err)?),
+                    _ => {
+                        let parsed: SocketAddr = addr.parse().map_err(|e| {
+                            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                        })?;
+                        Arc::new(
+                            listener::udp::bind(name, parsed, l.plaintext.recv_buffer_bytes)
+                                .map_err(bind_err)?,
+                        )
+                    }
                 };
                 let local = socket.local_addr().map_err(bind_err)?;
                 let (max_dgram, max_line) =
                     (l.plaintext.max_datagram_bytes, l.plaintext.max_line_bytes);
+                tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
                 tracker.spawn(listener::plaintext::udp(
                     socket.clone(),
                     ctx,
@@ -629,6 +796,14 @@ impl Gateway {
                                     s, peer, ctx, idle, max_frame, max_line,
                                 )
                             },
+                        ));
+                    }
+                    "telemetry" => {
+                        tracker.spawn(listener::http::serve_metrics(
+                            tcp.clone(),
+                            ctx,
+                            l.http.clone(),
+                            t,
                         ));
                     }
                     _ => {
@@ -826,6 +1001,18 @@ fn fingerprint_of(name: &str, config: &Config) -> String {
             )
         ),
         "statsd" => format!("{:?}", l.statsd),
+        "line_udp" => format!("{:?}", l.line_udp),
+        "telemetry" => format!(
+            "{:?} {}",
+            config.telemetry.address,
+            crate::tls::digest_strings(
+                l.http
+                    .users
+                    .iter()
+                    .chain(&l.http.tokens)
+                    .map(|s| Some(s.expose()))
+            ),
+        ),
         "pickle" => format!(
             "{:?} {}",
             l.pickle,

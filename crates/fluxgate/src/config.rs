@@ -23,7 +23,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(section: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(section: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             section: section.into(),
             message: message.into(),
@@ -44,10 +44,15 @@ pub struct Config {
     pub rewrite: Vec<crate::route::RewriteConfig>,
     pub log: LogConfig,
     pub gateway: GatewaySection,
+    /// Sources fetched on a schedule (`[[inputs.http_poll]]`).
+    pub inputs: crate::input::InputsConfig,
     /// How long SIGTERM waits for queued points to be delivered before giving up on them
     /// (each one still queued then is counted as dropped with reason `shutdown`).
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// fluxgate's own figures: as Graphite metrics in its pipeline, and `/metrics` on an
+    /// address of its own.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -60,7 +65,9 @@ impl Default for Config {
             rewrite: Vec::new(),
             log: LogConfig::default(),
             gateway: GatewaySection::default(),
+            inputs: crate::input::InputsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -143,6 +150,7 @@ pub struct Listeners {
     pub statsd: StatsdListener,
     /// `[listeners.nats]`: a deliverer's durable JetStream consumer.
     pub nats: crate::listener::nats::NatsListenerConfig,
+    pub line_udp: crate::listener::line_udp::LineUdpListener,
 }
 
 /// `[listeners.statsd]`: StatsD over UDP, aggregated per flush interval into Graphite samples
@@ -150,11 +158,24 @@ pub struct Listeners {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsdListener {
-    /// UDP address; absent = no StatsD listener.
+    /// UDP address; absent = no StatsD over UDP.
     pub udp: Option<String>,
+    /// TCP address (newline-delimited lines); absent = no StatsD over TCP. Both transports
+    /// feed one aggregation state.
+    pub tcp: Option<String>,
     /// SO_RCVBUF asked for on the UDP socket (the kernel caps it at net.core.rmem_max);
-    /// 0 keeps the system default.
+    /// 0 keeps the system default. `recv_buffer_bytes` is the same key.
+    #[serde(alias = "recv_buffer_bytes")]
     pub udp_receive_buffer: usize,
+    /// Longest TCP line; a longer one is skipped up to its newline and counted.
+    pub max_line_bytes: usize,
+    /// Concurrent TCP connections; further ones are closed at once and counted.
+    pub max_connections: usize,
+    /// What all TCP connections together may hold in partial lines.
+    pub max_buffered_bytes: usize,
+    /// A TCP connection that sends nothing for this long is closed; 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Largest datagram read; the rest of a longer one is lost.
     pub max_datagram_bytes: usize,
     #[serde(with = "humantime_serde")]
@@ -183,7 +204,12 @@ impl Default for StatsdListener {
     fn default() -> Self {
         Self {
             udp: None,
+            tcp: None,
             udp_receive_buffer: 8 << 20,
+            max_line_bytes: 16384,
+            max_connections: 10000,
+            max_buffered_bytes: 64 << 20,
+            idle_timeout: DEFAULT_TCP_IDLE,
             max_datagram_bytes: 65536,
             flush_interval: Duration::from_secs(10),
             percent_threshold: vec![90.0],
@@ -261,6 +287,9 @@ pub struct PlaintextListener {
     pub max_connections: usize,
     /// Largest UDP datagram read; the rest of a longer one is lost by the kernel.
     pub max_datagram_bytes: usize,
+    /// SO_RCVBUF asked for on the UDP socket, room for bursts; the kernel caps it at
+    /// net.core.rmem_max (a warning says so). 0 keeps the system default.
+    pub recv_buffer_bytes: usize,
     /// What all TCP connections together may hold in read buffers; past it a connection
     /// stops reading (its sender is pushed back) until there is room.
     pub max_buffered_bytes: usize,
@@ -284,6 +313,7 @@ impl Default for PlaintextListener {
             max_line_bytes: 16384,
             max_connections: 10000,
             max_datagram_bytes: 65536,
+            recv_buffer_bytes: crate::listener::udp::DEFAULT_RECV_BUFFER,
             max_buffered_bytes: 64 << 20,
             idle_timeout: DEFAULT_TCP_IDLE,
             tls_cert: None,
@@ -337,7 +367,9 @@ impl Default for PickleListener {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpListener {
-    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; absent = disabled.
+    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; `""` = disabled
+    /// (absent: the default address).
+    #[serde(deserialize_with = "empty_is_none")]
     pub address: Option<String>,
     /// Largest request body after gzip decompression (InfluxDB's default is 25 MB).
     pub max_body_bytes: usize,
@@ -391,6 +423,12 @@ impl HttpListener {
     pub fn metrics_needs_auth(&self) -> bool {
         self.metrics_auth.unwrap_or(true) && self.auth_enabled()
     }
+}
+
+/// An address key where `""` turns the listener off.
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()))
 }
 
 impl Default for HttpListener {
@@ -607,6 +645,15 @@ pub struct GraphiteOutputConfig {
     pub name_encoding: metric_name::Encoding,
     /// Encode `/` inside a segment as `%2F` (carbon would read it as a directory).
     pub encode_slash: bool,
+    /// `encode` (default: the metric-name encoder, lossless) or `telegraf` (characters
+    /// replaced as Telegraf's graphite serializer does, so series keep their whisper files).
+    pub sanitize: crate::translate::influx::Sanitize,
+    /// With `sanitize = "telegraf"` and `tag_support`: `strict` or `compatible` (Telegraf's
+    /// `graphite_tag_sanitize_mode`).
+    pub tag_sanitize_mode: crate::translate::influx::TagSanitizeMode,
+    /// With `sanitize = "telegraf"`: the characters that become `_` (Telegraf's
+    /// `graphite_strict_sanitize_regex`; empty: its default).
+    pub strict_sanitize_regex: String,
     /// Connect to the destinations over TLS.
     pub tls: bool,
     /// PEM file of the CAs to trust instead of the system's (with `tls`).
@@ -637,6 +684,9 @@ impl GraphiteOutputConfig {
             bool_mode: self.bool_mode,
             name_encoding: self.name_encoding,
             encode_slash: self.encode_slash,
+            sanitize: self.sanitize,
+            tag_sanitize_mode: self.tag_sanitize_mode,
+            strict_sanitize_regex: self.strict_sanitize_regex.clone(),
         }
     }
 }
@@ -672,6 +722,9 @@ impl Default for GraphiteOutputConfig {
             bool_mode: i2g.bool_mode,
             name_encoding: i2g.name_encoding,
             encode_slash: i2g.encode_slash,
+            sanitize: i2g.sanitize,
+            tag_sanitize_mode: i2g.tag_sanitize_mode,
+            strict_sanitize_regex: i2g.strict_sanitize_regex,
             tls: false,
             tls_ca: None,
             tls_server_name: None,
@@ -898,6 +951,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.inputs.validate()?;
         if self.shutdown_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "shutdown_timeout",
@@ -1016,10 +1070,15 @@ impl Config {
                 .map_err(|e| ConfigError::invalid(section, e))?;
         }
         self.listeners.statsd.validate()?;
+        self.listeners.line_udp.validate()?;
+        self.telemetry.validate()?;
         for addr in [
             &p.tcp,
             &p.udp,
             &self.listeners.statsd.udp,
+            &self.listeners.statsd.tcp,
+            &self.listeners.line_udp.udp,
+            &self.telemetry.address,
             &self.listeners.pickle.tcp,
             &self.listeners.http.address,
         ]
@@ -1035,6 +1094,8 @@ impl Config {
             ("listeners.plaintext.tcp", &p.tcp),
             ("listeners.pickle.tcp", &self.listeners.pickle.tcp),
             ("listeners.http.address", &self.listeners.http.address),
+            ("listeners.statsd.tcp", &self.listeners.statsd.tcp),
+            ("telemetry.address", &self.telemetry.address),
         ];
         for (i, (a, addr_a)) in tcp.iter().enumerate() {
             for (b, addr_b) in &tcp[i + 1..] {
@@ -1043,6 +1104,23 @@ impl Config {
                         return Err(ConfigError::invalid(
                             "listeners",
                             format!("{a} and {b} are both {x:?}: one TCP address, one listener"),
+                        ));
+                    }
+                }
+            }
+        }
+        let udp = [
+            ("listeners.plaintext.udp", &p.udp),
+            ("listeners.statsd.udp", &self.listeners.statsd.udp),
+            ("listeners.line_udp.udp", &self.listeners.line_udp.udp),
+        ];
+        for (i, (a, addr_a)) in udp.iter().enumerate() {
+            for (b, addr_b) in &udp[i + 1..] {
+                if let (Some(x), Some(y)) = (addr_a, addr_b) {
+                    if x.parse::<std::net::SocketAddr>().ok() == y.parse().ok() {
+                        return Err(ConfigError::invalid(
+                            "listeners",
+                            format!("{a} and {b} are both {x:?}: one UDP address, one listener"),
                         ));
                     }
                 }

@@ -74,6 +74,41 @@ pub fn describe(config: &Config) -> String {
                 tls_note(&l.http.tls_cert, &l.http.tls_client_ca)
             ),
         ),
+        (
+            "statsd udp",
+            &l.statsd.udp,
+            format!(
+                "flush_interval={:?} recv_buffer_bytes={}",
+                l.statsd.flush_interval, l.statsd.udp_receive_buffer
+            ),
+        ),
+        (
+            "statsd tcp",
+            &l.statsd.tcp,
+            format!(
+                "flush_interval={:?} max_line_bytes={} max_connections={} idle_timeout={:?}",
+                l.statsd.flush_interval,
+                l.statsd.max_line_bytes,
+                l.statsd.max_connections,
+                l.statsd.idle_timeout
+            ),
+        ),
+        (
+            "line udp",
+            &l.line_udp.udp,
+            format!(
+                "db={:?} rp={:?} precision={} batch_size={}",
+                l.line_udp.database,
+                l.line_udp.retention_policy,
+                l.line_udp.precision,
+                l.line_udp.batch_size
+            ),
+        ),
+        (
+            "telemetry",
+            &config.telemetry.address,
+            format!("/metrics metrics_auth={}", l.http.metrics_needs_auth()),
+        ),
     ] {
         if let Some(a) = addr {
             any = true;
@@ -104,6 +139,19 @@ pub fn describe(config: &Config) -> String {
     }
     if !any {
         s.push_str("  (none)\n");
+    }
+    if let Some(prefix) = &config.telemetry.graphite_prefix {
+        let _ = writeln!(
+            s,
+            "\ntelemetry: {}.* every {:?}{}",
+            crate::telemetry::expand_prefix(prefix, &crate::telemetry::hostname()),
+            config.telemetry.interval,
+            if config.telemetry.reset_counters {
+                " (counters reset each interval)"
+            } else {
+                ""
+            }
+        );
     }
     let g = &config.graphite;
     let _ = writeln!(

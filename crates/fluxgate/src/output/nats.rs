@@ -230,6 +230,8 @@ impl NatsOutputConfig {
             bool_mode: self.bool_mode,
             name_encoding: self.name_encoding,
             encode_slash: self.encode_slash,
+            // Paths as [[outputs.graphite]] makes them by default (sanitize = "encode").
+            ..InfluxToGraphiteConfig::default()
         }
     }
 
