@@ -271,6 +271,7 @@ fn a_deliverer_and_a_nats_server_killed_mid_stream_lose_nothing() {
     let mut cluster = NatsCluster::start();
     let influx = InfluxDb::start();
     influx.create_database("graphite");
+    let carbon = CarbonCache::start();
     let servers = cluster.urls();
     let plaintext = loopback(free_port());
     let (edge, _) = start(&edge_config(
@@ -279,7 +280,15 @@ fn a_deliverer_and_a_nats_server_killed_mid_stream_lose_nothing() {
         "replicated",
         "replicas = 3",
     ));
-    let deliverer = |_: usize| start(&deliverer_config(&servers, "replicated", &influx, None)).0;
+    let deliverer = |_: usize| {
+        start(&deliverer_config(
+            &servers,
+            "replicated",
+            &influx,
+            Some(&carbon),
+        ))
+        .0
+    };
     let mut a = deliverer(0);
     let b = deliverer(1);
     let now = unix_now();
@@ -333,6 +342,22 @@ fn a_deliverer_and_a_nats_server_killed_mid_stream_lose_nothing() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), 5 * per_round);
+    // Every datapoint lands in whisper too, with its value and time.
+    let stored = eventually(WAIT, || {
+        let stored = carbon.stored();
+        let n = stored.keys().filter(|k| k.starts_with("r.")).count();
+        if n == 5 * per_round {
+            Ok(stored)
+        } else {
+            Err(format!("carbon holds {n} of {} metrics", 5 * per_round))
+        }
+    });
+    for i in 0..5 * per_round {
+        assert_eq!(
+            stored[&format!("r.m{i}")],
+            vec![(now - 60 - (i % 600) as i64, i as f64)]
+        );
+    }
     assert_eq!(metric(&edge, "fluxgate_dropped_total", &[]), 0.0);
     wait_all_acked(&cluster.servers[1], "replicated");
 }
