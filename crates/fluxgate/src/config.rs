@@ -20,6 +20,15 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("{section}: {message}")]
     Invalid { section: String, message: String },
+    /// A value that is wrong, named by its section and key, and by its line in the file when
+    /// the key is written there (a default that does not fit names the section's line).
+    #[error("{section}: {key}{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    At {
+        section: String,
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 impl ConfigError {
@@ -28,6 +37,91 @@ impl ConfigError {
             section: section.into(),
             message: message.into(),
         }
+    }
+
+    /// An error about `key` of `section` (`listeners.http`, `outputs.influxdb "name"`,
+    /// `routes[2]`); [`Config::from_toml`] adds the line.
+    fn at(section: impl Into<String>, key: &str, message: impl Into<String>) -> Self {
+        Self::At {
+            section: section.into(),
+            key: key.to_owned(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// The error with the line of its key in `text`, when it has a key and the text has it.
+    fn located(mut self, text: &str) -> Self {
+        if let Self::At {
+            section, key, line, ..
+        } = &mut self
+        {
+            if line.is_none() {
+                *line = locate(text, section, key);
+            }
+        }
+        self
+    }
+}
+
+/// The 1-based line of `key` in `section` of a TOML text, or of the section's header when the
+/// key is not written there. `section` is a dotted table path, optionally followed by
+/// ` "name"` (the element of an array of tables with that `name`) or ending in `[i]` (the
+/// i-th element).
+fn locate(text: &str, section: &str, key: &str) -> Option<usize> {
+    use toml_edit::{Item, TableLike};
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let (path, name) = match section.split_once(' ') {
+        Some((p, n)) => (p, Some(n.trim_matches('"'))),
+        None => (section, None),
+    };
+    let (path, index) = match path.strip_suffix(']').and_then(|p| p.rsplit_once('[')) {
+        Some((p, i)) => (p, i.parse::<usize>().ok()),
+        None => (path, None),
+    };
+    let mut item: &Item = doc.as_item();
+    for part in path.split('.') {
+        item = item.get(part)?;
+    }
+    let table: &dyn TableLike = match item {
+        Item::ArrayOfTables(array) => match (index, name) {
+            (Some(i), _) => array.get(i)?,
+            (None, Some(name)) => array
+                .iter()
+                .find(|t| t.get("name").and_then(Item::as_str) == Some(name))?,
+            (None, None) => return None,
+        },
+        other => other.as_table_like()?,
+    };
+    let line = |at: usize| {
+        text.as_bytes()[..at.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    };
+    match table.get_key_value(key) {
+        Some((k, _)) => k.span().map(|s| line(s.start)),
+        None => item_span(item, index, name).map(line),
+    }
+}
+
+/// Where a table (or the selected element of an array of tables) starts.
+fn item_span(item: &toml_edit::Item, index: Option<usize>, name: Option<&str>) -> Option<usize> {
+    use toml_edit::Item;
+    match item {
+        Item::Table(t) => t.span().map(|s| s.start),
+        Item::ArrayOfTables(a) => {
+            let t = match (index, name) {
+                (Some(i), _) => a.get(i)?,
+                (None, Some(n)) => a
+                    .iter()
+                    .find(|t| t.get("name").and_then(Item::as_str) == Some(n))?,
+                _ => return None,
+            };
+            t.span().map(|s| s.start)
+        }
+        _ => None,
     }
 }
 
@@ -898,7 +992,7 @@ impl Config {
             message: e.to_string(),
         })?;
         config.apply_env(|k| std::env::var(k).ok());
-        config.validate()?;
+        config.validate().map_err(|e| e.located(&text))?;
         Ok(config)
     }
 
@@ -996,8 +1090,9 @@ impl Config {
         }
         if !h.idle_timeout.is_zero() && h.idle_timeout < h.write_timeout {
             // A write waiting for room moves no byte; it must not be cut as idle.
-            return Err(ConfigError::invalid(
+            return Err(ConfigError::at(
                 "listeners.http",
+                "idle_timeout",
                 "idle_timeout must be at least write_timeout (or 0s: never)",
             ));
         }
@@ -1006,16 +1101,18 @@ impl Config {
                 Some((name, _)) if !name.is_empty() => {}
                 // The entry is a secret: say which one, not what it holds.
                 _ => {
-                    return Err(ConfigError::invalid(
+                    return Err(ConfigError::at(
                         "listeners.http",
+                        "users",
                         format!("users[{i}] must be \"name:password\""),
                     ))
                 }
             }
         }
         if h.metrics_auth == Some(true) && !h.auth_enabled() {
-            return Err(ConfigError::invalid(
+            return Err(ConfigError::at(
                 "listeners.http",
+                "metrics_auth",
                 "metrics_auth = true needs users or tokens to check credentials against",
             ));
         }
@@ -1041,27 +1138,24 @@ impl Config {
             ),
         ] {
             crate::tls::server_config(cert.as_deref(), key.as_deref(), ca.as_deref(), &[])
-                .map_err(|e| ConfigError::invalid(section, e))?;
+                .map_err(|e| ConfigError::at(section, "tls_cert", e))?;
         }
         self.listeners.statsd.validate()?;
         self.listeners.line_udp.validate()?;
         self.telemetry.validate()?;
-        for addr in [
-            &p.tcp,
-            &p.udp,
-            &self.listeners.statsd.udp,
-            &self.listeners.statsd.tcp,
-            &self.listeners.line_udp.udp,
-            &self.telemetry.address,
-            &self.listeners.pickle.tcp,
-            &self.listeners.http.address,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            addr.parse::<std::net::SocketAddr>().map_err(|e| {
-                ConfigError::invalid("listeners", format!("bad address {addr:?}: {e}"))
-            })?;
+        for (section, key, addr) in [
+            ("listeners.plaintext", "tcp", &p.tcp),
+            ("listeners.plaintext", "udp", &p.udp),
+            ("listeners.statsd", "udp", &self.listeners.statsd.udp),
+            ("listeners.statsd", "tcp", &self.listeners.statsd.tcp),
+            ("listeners.line_udp", "udp", &self.listeners.line_udp.udp),
+            ("telemetry", "address", &self.telemetry.address),
+            ("listeners.pickle", "tcp", &self.listeners.pickle.tcp),
+            ("listeners.http", "address", &self.listeners.http.address),
+        ] {
+            let Some(addr) = addr else { continue };
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|e| ConfigError::at(section, key, format!("bad address {addr:?}: {e}")))?;
         }
         // Two TCP listeners on one address: the second could never bind.
         let tcp = [
@@ -1112,56 +1206,76 @@ impl Config {
             if !names.insert(out.name.clone()) {
                 return Err(ConfigError::invalid(section, "duplicate output name"));
             }
-            let url = reqwest::Url::parse(&out.url)
-                .map_err(|e| ConfigError::invalid(&section, format!("bad url: {e}")))?;
-            if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(ConfigError::invalid(
+            // The url is quoted with any password in it replaced by `***`.
+            let bad_url = |why: String| {
+                ConfigError::at(
                     &section,
-                    "url must be http:// or https://",
-                ));
+                    "url",
+                    format!("bad url {:?}: {why}", redact_url(&out.url)),
+                )
+            };
+            let url = reqwest::Url::parse(&out.url).map_err(|e| bad_url(e.to_string()))?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(bad_url("must be http:// or https://".into()));
             }
             if let Some(ca) = &out.tls_ca {
-                crate::tls::load_certs(ca)
-                    .map_err(|e| ConfigError::invalid(&section, format!("tls_ca: {e}")))?;
+                crate::tls::load_certs(ca).map_err(|e| ConfigError::at(&section, "tls_ca", e))?;
             }
-            if out.batch_size == 0 || out.max_in_flight == 0 || out.queue_points == 0 {
-                return Err(ConfigError::invalid(
-                    &section,
-                    "batch_size, max_in_flight and queue_points must be at least 1",
-                ));
+            for (key, zero) in [
+                ("batch_size", out.batch_size == 0),
+                ("max_in_flight", out.max_in_flight == 0),
+                ("queue_points", out.queue_points == 0),
+            ] {
+                if zero {
+                    return Err(ConfigError::at(
+                        &section,
+                        key,
+                        "batch_size, max_in_flight and queue_points must be at least 1",
+                    ));
+                }
             }
             if out.queue_bytes < 1 << 16 {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "queue_bytes",
                     "queue_bytes must be at least 65536",
                 ));
             }
             if out.queue_points < out.batch_size {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "queue_points",
                     "queue_points must be at least batch_size",
                 ));
             }
             if out.partition_queue_points > out.queue_points {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "partition_queue_points",
                     "partition_queue_points cannot exceed queue_points",
                 ));
             }
             if out.max_retry_time.is_zero() {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "max_retry_time",
                     "max_retry_time must be greater than zero",
                 ));
             }
-            if out.flush_interval.is_zero() || out.timeout.is_zero() {
-                return Err(ConfigError::invalid(
-                    &section,
-                    "flush_interval and timeout must be greater than zero",
-                ));
+            for (key, zero) in [
+                ("flush_interval", out.flush_interval.is_zero()),
+                ("timeout", out.timeout.is_zero()),
+            ] {
+                if zero {
+                    return Err(ConfigError::at(
+                        &section,
+                        key,
+                        "flush_interval and timeout must be greater than zero",
+                    ));
+                }
             }
             if out.api == InfluxApi::V2 && out.org.is_empty() {
-                return Err(ConfigError::invalid(&section, "api = \"v2\" needs org"));
+                return Err(ConfigError::at(&section, "api", "api = \"v2\" needs org"));
             }
         }
         for out in &self.outputs.graphite {
@@ -1176,8 +1290,9 @@ impl Config {
                 return Err(ConfigError::invalid(section, "duplicate output name"));
             }
             if out.destinations.is_empty() {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "destinations",
                     "needs at least one destination",
                 ));
             }
@@ -1198,7 +1313,7 @@ impl Config {
                 .iter()
                 .map(|d| {
                     d.parse::<crate::cluster::Destination>().map_err(|e| {
-                        ConfigError::invalid(&section, format!("destination {d:?}: {e}"))
+                        ConfigError::at(&section, "destinations", format!("destination {d:?}: {e}"))
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -1208,9 +1323,26 @@ impl Config {
                 out.replication,
                 out.diverse_replicas,
             )
-            .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
-            crate::translate::influx::InfluxToGraphite::new(&out.to_graphite_config())
-                .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
+            .map_err(|e| ConfigError::at(&section, "cluster", e.to_string()))?;
+            crate::translate::influx::InfluxToGraphite::new(&out.to_graphite_config()).map_err(
+                |e| {
+                    use crate::translate::influx::{InfluxTemplateError as E, TemplateLocation};
+                    let key = match &e {
+                        E::EmptyElement { location, .. }
+                        | E::Repeated { location, .. }
+                        | E::InvalidFormat { location, .. }
+                        | E::UnsupportedFilter { location, .. }
+                        | E::DuplicateDefault { location, .. } => match location {
+                            TemplateLocation::Default => "template",
+                            TemplateLocation::Entry(_) => "templates",
+                        },
+                        E::Prefix { .. } => "prefix",
+                        E::Separator { .. } => "separator",
+                        E::StrictRegex(_) => "strict_sanitize_regex",
+                    };
+                    ConfigError::at(&section, key, e.to_string())
+                },
+            )?;
             if !out.tls && (out.tls_ca.is_some() || out.tls_server_name.is_some()) {
                 return Err(ConfigError::invalid(
                     &section,
@@ -1229,11 +1361,12 @@ impl Config {
         }
         self.graphite
             .templates()
-            .map_err(|e| ConfigError::invalid("graphite", e.to_string()))?;
+            .map_err(|e| ConfigError::at("graphite", "templates", e.to_string()))?;
         for (i, r) in self.rewrite.iter().enumerate() {
             if r.replace.chars().any(char::is_whitespace) {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     format!("rewrite[{i}]"),
+                    "replace",
                     format!(
                         "replacement {:?} contains whitespace, which no Graphite name can hold",
                         r.replace
@@ -1241,8 +1374,7 @@ impl Config {
                 ));
             }
         }
-        self.router()
-            .map_err(|e| ConfigError::invalid("routes", e.to_string()))?;
+        self.router().map_err(route_error)?;
         if !self.aggregation.rules.is_empty()
             || self.aggregation.carbon_rules.is_some()
             || !self.aggregate.is_empty()
@@ -1313,6 +1445,31 @@ impl GraphiteConfig {
             tags: self.tags.clone(),
         }
     }
+}
+
+/// A routing error as the key it is about: `routes[i]` / `rewrite[i]` and the key.
+fn route_error(e: crate::route::RouteError) -> ConfigError {
+    use crate::route::RouteError as E;
+    let (section, key) = match &e {
+        E::MatchAndPrefix { rule } => (format!("routes[{rule}]"), "prefix"),
+        E::NoMatch { rule } | E::Regex { rule, .. } => (format!("routes[{rule}]"), "match"),
+        E::EmptyPattern { rule, key } => (format!("routes[{rule}]"), *key),
+        E::UnknownOutput { rule, .. } | E::NoOutputs { rule } => {
+            (format!("routes[{rule}]"), "outputs")
+        }
+        E::DropWithOutputs { rule } => (format!("routes[{rule}]"), "drop"),
+        E::RewriteRegex { rule, .. } => (format!("rewrite[{rule}]"), "match"),
+        E::Replacement { rule, .. } => (format!("rewrite[{rule}]"), "replace"),
+        E::AllowedChars { .. } => ("graphite".to_owned(), "allowed_chars"),
+        E::EncodeNeedsIdna => ("graphite".to_owned(), "validation"),
+        _ => return ConfigError::invalid("routes", e.to_string()),
+    };
+    // The message without its own `routes[i]: ` prefix, which the section now says.
+    let text = e.to_string();
+    let message = text
+        .strip_prefix(&format!("{section}: "))
+        .map_or(text.clone(), str::to_owned);
+    ConfigError::at(section, key, message)
 }
 
 /// `${VAR}` and `${VAR:-default}` in the config text are replaced by the environment's values
@@ -1496,12 +1653,15 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "outputs.influxdb \"a\": batch_size, max_in_flight and queue_points must be at least 1"
+            "outputs.influxdb \"a\": batch_size (line 3): batch_size, max_in_flight and queue_points must be at least 1"
         );
         let e = Config::from_toml("[listeners.plaintext]\ntcp = \"nope\"\n", "t")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("listeners: bad address \"nope\""), "{e}");
+        assert!(
+            e.starts_with("listeners.plaintext: tcp (line 2): bad address \"nope\""),
+            "{e}"
+        );
         let e = Config::from_toml("[[outputs.influxdb]]\nname=\"a\"\nname2=1\n", "t")
             .unwrap_err()
             .to_string();
@@ -1515,7 +1675,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "rewrite[0]: replacement \"a b\" contains whitespace, which no Graphite name can hold"
+            "rewrite[0]: replace (line 3): replacement \"a b\" contains whitespace, which no Graphite name can hold"
         );
     }
 
@@ -1572,7 +1732,10 @@ mod tests {
         let e = Config::from_toml("[listeners.http]\nusers = [\"nocolon-secret\"]\n", "t")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "listeners.http: users[0] must be \"name:password\"");
+        assert_eq!(
+            e,
+            "listeners.http: users (line 2): users[0] must be \"name:password\""
+        );
         let e = Config::from_toml("[listeners.http]\ntls_cert = \"/nonexistent.pem\"\n", "t")
             .unwrap_err()
             .to_string();
@@ -1593,7 +1756,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "listeners.http: idle_timeout must be at least write_timeout (or 0s: never)"
+            "listeners.http: idle_timeout (line 2): idle_timeout must be at least write_timeout (or 0s: never)"
         );
         let e = Config::from_toml("[listeners.http]\nmetrics_auth = true\n", "t")
             .unwrap_err()
@@ -1608,6 +1771,38 @@ mod tests {
             "t",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key_and_its_line() {
+        let e = |text: &str| Config::from_toml(text, "t").unwrap_err().to_string();
+        assert_eq!(
+            e("[[outputs.influxdb]]\nname = \"a\"\n\n[[outputs.influxdb]]\nname = \"b\"\n\
+               url = \"http://admin:s3cret@[bad:8086\"\n"),
+            "outputs.influxdb \"b\": url (line 6): bad url \"http://***@[bad:8086\": invalid IPv6 address"
+        );
+        assert_eq!(
+            e("[[outputs.influxdb]]\nname = \"a\"\nurl = \"ftp://u:pw@h/\"\n"),
+            "outputs.influxdb \"a\": url (line 3): bad url \"ftp://u:***@h/\": must be http:// or https://"
+        );
+        // A default that does not fit: the section's own line.
+        assert_eq!(
+            e("[listeners.http]\naddress = \"127.0.0.1:1\"\n\n[[outputs.influxdb]]\nname = \"a\"\n\
+               api = \"v2\"\n"),
+            "outputs.influxdb \"a\": api (line 6): api = \"v2\" needs org"
+        );
+        assert_eq!(
+            e("[[outputs.graphite]]\nname = \"c\"\n"),
+            "outputs.graphite \"c\": destinations (line 1): needs at least one destination"
+        );
+        let r = e("[[outputs.graphite]]\nname = \"c\"\ndestinations = [\"127.0.0.1:1\"]\n\
+                   [[routes]]\nmatch = \"*\"\noutputs = [\"c\"]\n[[routes]]\nmatch = \"*\"\noutputs = [\"d\"]\n");
+        assert!(
+            r.starts_with("routes[1]: outputs (line 9): unknown output \"d\""),
+            "{r}"
+        );
+        let t = e("[graphite]\ntemplates = [\"a.b measurement.field.field\"]\n");
+        assert!(t.starts_with("graphite: templates (line 2): "), "{t}");
     }
 
     #[test]
