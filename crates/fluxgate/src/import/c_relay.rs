@@ -1225,6 +1225,11 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
         "32768",
         Some("carbon-c-relay's -M default"),
     );
+    listeners.blank();
+    listeners.comment(
+        "fluxgate's HTTP listener (/metrics, /health, InfluxDB writes) keeps its default,\n\
+         127.0.0.1:8086; set [listeners.http] address to move it.",
+    );
 
     let mut doc = Doc::default();
     doc.comment(&format!(
@@ -1240,10 +1245,6 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     doc.blank();
     doc.out.push_str(&listeners.finish());
     doc.blank();
-    doc.comment(
-        "carbon-c-relay cleanses every name on arrival: characters outside [A-Za-z0-9] and\n\
-         its -c set become `_`, and repeated, leading and trailing dots are removed.",
-    );
     doc.comment(
         "carbon-c-relay injects its own statistics into its routing (unless it runs with -s:\n\
          then delete graphite_prefix), under carbon-c-relay's names.",
@@ -1261,6 +1262,10 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
         Some("reset counters after interval"),
     );
     doc.blank();
+    doc.comment(
+        "carbon-c-relay cleanses every name on arrival: characters outside [A-Za-z0-9] and\n\
+         its -c set become `_`, and repeated, leading and trailing dots are removed.",
+    );
     doc.table("graphite");
     doc.string("validation", "cleanse", None);
     doc.string("allowed_chars", crate::route::DEFAULT_ALLOWED_CHARS, None);
