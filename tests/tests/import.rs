@@ -276,6 +276,12 @@ fn carbon_c_relay_config_imported_and_run_delivers_what_carbon_c_relay_delivers(
     );
     let imported = import_ok(dir.path(), &["carbon-c-relay", s(&conf)]);
     let mut config = fs::read_to_string(&imported).expect("read");
+    // The relay under test runs with -s (no statistics of its own): so does the gateway.
+    assert!(
+        config.contains("graphite_prefix = \"carbon.relays.<host>\""),
+        "{config}"
+    );
+    config = config.replace("graphite_prefix = ", "# graphite_prefix = ");
     config.push_str(&format!("\n[listeners.http]\naddress = \"{http}\"\n"));
     let gateway = Gateway::start(&config, http);
 
@@ -355,6 +361,51 @@ fn carbon_c_relay_aggregate_is_written_with_the_aggregation_keys() {
     );
     assert_eq!(agg["send_to"][0].as_str(), Some("out"));
     assert_eq!(agg["stop"].as_bool(), Some(true));
+    // And the gateway reads them.
+    let config = write(dir.path(), "imported.toml", &stdout);
+    let (status, out, err) = run_fluxgate(&["check", "--config", s(&config)], "", TIMEOUT);
+    assert!(
+        status.success(),
+        "check refused the imported aggregate: {err}\n{out}"
+    );
+}
+
+#[test]
+fn carbon_aggregator_conf_becomes_aggregation_settings_the_gateway_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = write(
+        dir.path(),
+        "carbon.conf",
+        "[aggregator]\nLINE_RECEIVER_INTERFACE = 127.0.0.1\nLINE_RECEIVER_PORT = 2023\n\
+         PICKLE_RECEIVER_PORT = 0\nDESTINATIONS = 127.0.0.1:2004:a, 127.0.0.1:2104:b\n\
+         FORWARD_ALL = False\nMAX_AGGREGATION_INTERVALS = 3\n",
+    );
+    let rules = write(
+        dir.path(),
+        "aggregation-rules.conf",
+        "# totals\n<env>.applications.<app>.all.requests (60) = sum <env>.applications.<app>.*.requests\n\
+         <env>.applications.<app>.all.latency (60) = p95 <env>.applications.<app>.*.latency\n",
+    );
+    let imported = import_ok(dir.path(), &["carbon", s(&conf), s(&rules), s(&rules)]);
+    let text = fs::read_to_string(&imported).expect("read");
+    let doc: toml::Value = toml::from_str(&text).expect("TOML");
+    assert_eq!(
+        doc["aggregation"]["carbon_rules"].as_str(),
+        Some(s(&rules)),
+        "{text}"
+    );
+    assert_eq!(doc["aggregation"]["forward_inputs"].as_bool(), Some(false));
+    assert_eq!(doc["aggregation"]["max_intervals"].as_integer(), Some(3));
+    assert_eq!(
+        doc["listeners"]["plaintext"]["tcp"].as_str(),
+        Some("127.0.0.1:2023")
+    );
+    assert!(
+        doc["listeners"]["pickle"].get("tcp").is_none(),
+        "port 0: no pickle receiver"
+    );
+    let (status, out, err) = run_fluxgate(&["check", "--config", s(&imported)], "", TIMEOUT);
+    assert!(status.success(), "check refused it: {err}\n{out}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,7 +684,7 @@ fn unmappable_statements_are_listed_with_lines_and_fail_unless_partial() {
          match ^b send to files ;\n\
          match * send to ok ;\n\
          rewrite ^x into y ;\n\
-         statistics submit every 10 seconds ;\n",
+         statistics submit every 10 seconds prefix with relays.\\1 ;\n",
     );
     let carbon = write(
         dir.path(),

@@ -538,15 +538,29 @@ pub fn import(
             ));
         }
     }
-    for key in ["carbon_metric_prefix", "carbon_metric_interval"] {
-        if let Some(e) = get(key) {
-            problems.push(problem(
-                e,
-                "carbon's own metrics (carbon.relays.*) are not carried over by this import; \
-                 see [telemetry] graphite_prefix and interval"
-                    .into(),
-            ));
-        }
+    // carbon's own metrics (instrumentation.py): `<prefix>.relays.<host>-<instance>.*`
+    // (`aggregator` for the aggregator), every CARBON_METRIC_INTERVAL seconds, into its own
+    // pipeline. The instance is `a` unless carbon was started with --instance.
+    let mut telemetry = Doc::default();
+    let interval = int("carbon_metric_interval", 60)?;
+    if interval > 0 {
+        let kind = if program == "aggregator" {
+            "aggregator"
+        } else {
+            "relays"
+        };
+        telemetry.comment(&format!(
+            "carbon-{program}'s own metrics (CARBON_METRIC_PREFIX, CARBON_METRIC_INTERVAL), named\n\
+             as fluxgate's telemetry names them (metricsReceived, cpuUsage, memUsage... as carbon);\n\
+             `-a` is carbon's default instance: change it to the --instance carbon ran with."
+        ));
+        telemetry.table("telemetry");
+        telemetry.string(
+            "graphite_prefix",
+            &format!("{}.{kind}.<host>-a", text("carbon_metric_prefix", "carbon")),
+            None,
+        );
+        telemetry.string("interval", &format!("{interval}s"), None);
     }
 
     let mut outputs = Doc::default();
@@ -867,6 +881,10 @@ pub fn import(
         doc.out.push_str(&aggregation.finish());
         doc.blank();
     }
+    if !telemetry.out.is_empty() {
+        doc.out.push_str(&telemetry.finish());
+        doc.blank();
+    }
     Ok(Imported {
         config: doc.finish(),
         problems,
@@ -966,6 +984,10 @@ mod tests {
         assert_eq!(o.replication, 2);
         assert_eq!(o.destinations, ["127.0.0.1:2104:a", "127.0.0.1:2204:b"]);
         assert!(out.config.contains("[cache] (line 1)"), "{}", out.config);
+        assert_eq!(
+            c.telemetry.graphite_prefix.as_deref(),
+            Some("carbon.relays.<host>-a")
+        );
     }
 
     #[test]

@@ -355,6 +355,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     let mut outputs = Doc::keeping_env();
     let mut output_names: Vec<String> = Vec::new();
     let mut graphite_outputs: Vec<Problem> = Vec::new();
+    let mut graphite_names: Vec<String> = Vec::new();
 
     for (top, item) in root.iter() {
         match top {
@@ -409,10 +410,13 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                                     _ => {
                                         graphite_outputs.push(p.problem(
                                             None,
-                                            "fluxgate forwards Graphite input to Graphite outputs by \
-                                             its path; Telegraf parses it with the input's templates \
-                                             and writes it again with this output's template",
+                                            "Telegraf also writes the Graphite input here, parsed by \
+                                             the input's templates and written again by this \
+                                             output's; fluxgate would forward the original path, so \
+                                             the routes below keep Graphite input away from it (line \
+                                             protocol still goes there)",
                                         ));
+                                        graphite_names.push(name.clone());
                                         graphite_output(&mut p, &name, &agent, &mut problems)?
                                     }
                                 };
@@ -519,6 +523,29 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     d.blank();
     d.out.push_str(&outputs.finish());
     d.blank();
+    if graphite.any && !graphite_names.is_empty() {
+        let others: Vec<&String> = output_names
+            .iter()
+            .filter(|n| !graphite_names.contains(n))
+            .collect();
+        d.comment(
+            "Graphite input goes to the InfluxDB outputs only; line protocol to every output.",
+        );
+        d.array_table("routes");
+        d.string("on", "path", None);
+        d.string("match", "*", None);
+        if others.is_empty() {
+            d.raw("drop", "true", None);
+        } else {
+            d.raw("outputs", &d.list(&others), None);
+            d.raw("stop", "true", None);
+        }
+        d.blank();
+        d.array_table("routes");
+        d.string("match", "*", None);
+        d.raw("outputs", &d.list(&output_names), None);
+        d.blank();
+    }
     Ok(Imported {
         config: d.finish(),
         problems,
