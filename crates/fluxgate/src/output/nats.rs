@@ -42,7 +42,7 @@ use crate::{
     warn_limited,
 };
 
-/// Replication and storage of a stream the output creates.
+/// Where a stream the output creates keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Storage {
@@ -787,10 +787,10 @@ async fn worker(inner: Arc<Inner>) {
     };
     let mut js = async_nats::jetstream::new(client.clone());
     js.set_timeout(inner.cfg.timeout);
-    let stream_ready = Arc::new(AtomicBool::new(false));
     {
-        let (inner, js, ready) = (inner.clone(), js.clone(), stream_ready.clone());
-        tokio::spawn(async move { ensure_stream(&inner, &js, &ready).await });
+        // Publishes before the stream exists fail (no_stream) and are retried meanwhile.
+        let (inner, js) = (inner.clone(), js.clone());
+        tokio::spawn(async move { ensure_stream(&inner, &js).await });
     }
     // The server's limit on a message, less room for headers.
     let max_body = |client: &async_nats::Client| {
@@ -1095,7 +1095,7 @@ async fn publish(
 
 /// Creates the stream when it is missing; an existing one is used as it is. Retried until
 /// it works (the server may be down, or the cluster without a leader yet).
-async fn ensure_stream(inner: &Inner, js: &async_nats::jetstream::Context, ready: &AtomicBool) {
+async fn ensure_stream(inner: &Inner, js: &async_nats::jetstream::Context) {
     use async_nats::jetstream::stream;
     let cfg = &inner.cfg;
     let mut attempt = 0;
@@ -1105,7 +1105,6 @@ async fn ensure_stream(inner: &Inner, js: &async_nats::jetstream::Context, ready
         }
         match js.get_stream(&cfg.stream).await {
             Ok(_) => {
-                ready.store(true, Ordering::SeqCst);
                 info!(output = %cfg.name, stream = %cfg.stream, "using the existing stream as it is");
                 return;
             }
@@ -1136,7 +1135,6 @@ async fn ensure_stream(inner: &Inner, js: &async_nats::jetstream::Context, ready
                 };
                 match js.create_stream(config).await {
                     Ok(_) => {
-                        ready.store(true, Ordering::SeqCst);
                         info!(output = %cfg.name, stream = %cfg.stream, subjects = ?cfg.stream_subjects(), replicas = cfg.replicas, max_bytes = cfg.max_bytes, "created the stream");
                         return;
                     }
