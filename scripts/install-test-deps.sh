@@ -32,6 +32,7 @@ declare -A package_of=(
     [influxd]=influxdb
     [carbon-cache]=graphite-carbon
     [carbon-relay]=graphite-carbon
+    [carbon-aggregator]=graphite-carbon
     [whisper-fetch]=graphite-carbon
     [carbon-c-relay]=carbon-c-relay
     [influx]=influxdb-client
