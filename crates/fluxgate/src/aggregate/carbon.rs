@@ -340,6 +340,8 @@ struct State {
     buffers: HashMap<Box<str>, Buffer>,
     timers: BinaryHeap<Reverse<(i64, u64, Box<str>)>>,
     generation: u64,
+    /// Values taken since the counter was last brought up to date (at each tick).
+    received: u64,
 }
 
 /// `[aggregation]`: carbon-aggregator's rules.
@@ -512,7 +514,7 @@ impl Aggregator for CarbonAggregator {
                 continue;
             }
             interval.input(value, keep);
-            self.metrics.received.inc();
+            state.received += 1;
         }
         if self.forward_inputs && !resolved.feeds_itself {
             Offer::Fed
@@ -524,6 +526,11 @@ impl Aggregator for CarbonAggregator {
     fn tick(&self, now_ms: i64, out: &mut Vec<Emitted>) {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
+        if state.received > 0 {
+            self.metrics
+                .received
+                .inc_by(std::mem::take(&mut state.received));
+        }
         let now = now_ms.div_euclid(1000);
         while let Some(Reverse((due, generation, _))) = state.timers.peek() {
             if *due > now_ms {

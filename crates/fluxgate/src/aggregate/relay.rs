@@ -29,10 +29,12 @@ use std::{
     any::Any,
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicI64, AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
 };
+
+use std::cell::RefCell;
 
 use regex::{Regex, RegexSet};
 
@@ -215,6 +217,9 @@ struct SectionState {
     computes: Vec<HashMap<Box<str>, Invocation>>,
     /// The second of the last expiry scan (carbon-c-relay's clock is `time()`).
     scanned: i64,
+    /// Values taken since the counter was last brought up to date (at each tick): a shared
+    /// atomic per value would bounce between the cores.
+    received: u64,
 }
 
 #[derive(Debug)]
@@ -247,9 +252,20 @@ pub struct RelayAggregator {
     set: RegexSet,
     /// For each (section, pattern), in order: its index in `set` (`None` for `"*"`).
     order: Vec<(usize, usize, Option<usize>)>,
-    names: Mutex<HashMap<Box<str>, Arc<Resolved>>>,
+    /// Tells this aggregator's entries in the per-thread name caches from another's.
+    id: u64,
     limits: Limits,
     series: AtomicUsize,
+}
+
+/// Gives each [`RelayAggregator`] its own [`RelayAggregator::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Input name → where it goes, per worker thread: the common case (a series seen before)
+    /// takes no lock shared with the other threads. Holds one aggregator's entries (the one
+    /// in force); a reload's successor starts it over.
+    static NAMES: RefCell<(u64, HashMap<Box<str>, Resolved>)> = RefCell::new((0, HashMap::new()));
 }
 
 fn section_label(i: usize, c: &AggregateConfig) -> String {
@@ -372,6 +388,7 @@ impl RelayAggregator {
                     let state = SectionState {
                         computes: (0..computes.len()).map(|_| HashMap::new()).collect(),
                         scanned: 0,
+                        received: 0,
                     };
                     (Arc::new(Mutex::new(state)), Arc::default())
                 }
@@ -404,7 +421,7 @@ impl RelayAggregator {
             sections,
             set,
             order,
-            names: Mutex::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             limits,
             series: AtomicUsize::new(series),
         })
@@ -442,6 +459,26 @@ impl RelayAggregator {
             }
         }
         r
+    }
+
+    fn feed(
+        &self,
+        resolved: &Resolved,
+        value: f64,
+        timestamp: i64,
+        now_ms: &dyn Fn() -> i64,
+    ) -> Offer {
+        if resolved.targets.is_empty() && !resolved.stopped {
+            return Offer::Pass;
+        }
+        for (s, c, output) in &resolved.targets {
+            self.put(*s, *c, output, value, timestamp, now_ms);
+        }
+        if resolved.stopped {
+            Offer::Consumed
+        } else {
+            Offer::Fed
+        }
     }
 
     fn put(
@@ -508,7 +545,7 @@ impl RelayAggregator {
             bucket.values.push(value);
         }
         bucket.cnt += 1;
-        section.metrics.received.inc();
+        state.received += 1;
     }
 }
 
@@ -518,31 +555,24 @@ impl Aggregator for RelayAggregator {
     }
 
     fn offer(&self, name: &str, value: f64, timestamp: i64, now_ms: &dyn Fn() -> i64) -> Offer {
-        let resolved = {
-            let mut names = lock(&self.names);
-            match names.get(name) {
-                Some(r) => r.clone(),
-                None => {
-                    let r = Arc::new(self.resolve(name));
-                    if names.len() >= MAX_CACHED_NAMES {
-                        names.clear();
-                    }
-                    names.insert(name.into(), r.clone());
-                    r
-                }
+        NAMES.with(|cell| {
+            let mut cache = cell.borrow_mut();
+            let (id, names) = &mut *cache;
+            if *id != self.id {
+                names.clear();
+                *id = self.id;
             }
-        };
-        if resolved.targets.is_empty() && !resolved.stopped {
-            return Offer::Pass;
-        }
-        for (s, c, output) in &resolved.targets {
-            self.put(*s, *c, output, value, timestamp, now_ms);
-        }
-        if resolved.stopped {
-            Offer::Consumed
-        } else {
-            Offer::Fed
-        }
+            if let Some(resolved) = names.get(name) {
+                return self.feed(resolved, value, timestamp, now_ms);
+            }
+            let resolved = self.resolve(name);
+            let offer = self.feed(&resolved, value, timestamp, now_ms);
+            if names.len() >= MAX_CACHED_NAMES {
+                names.clear();
+            }
+            names.insert(name.into(), resolved);
+            offer
+        })
     }
 
     fn tick(&self, now_ms: i64, out: &mut Vec<Emitted>) {
@@ -550,6 +580,12 @@ impl Aggregator for RelayAggregator {
         for section in &self.sections {
             let mut guard = lock(&section.state);
             let state = &mut *guard;
+            if state.received > 0 {
+                section
+                    .metrics
+                    .received
+                    .inc_by(std::mem::take(&mut state.received));
+            }
             if state.scanned == now {
                 continue;
             }
