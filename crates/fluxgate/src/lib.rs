@@ -4,13 +4,16 @@
 //! InfluxDB points, and outputs batch, queue and deliver them with retries. Work moves in
 //! batches through bounded queues, never one message per metric.
 
+pub mod aggregate;
 pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod dry_run;
 pub mod import;
+pub mod input;
 pub mod listener;
 pub mod metrics;
+pub mod nats;
 pub mod output;
 pub mod pipeline;
 pub mod queue;

@@ -232,7 +232,17 @@ enum Body {
     Rewrite { pattern: String, into: String },
     Aggregate(Aggregate),
     Listen(Listen),
-    Statistics,
+    Statistics(Statistics),
+}
+
+/// `statistics [submit every N seconds] [reset counters after interval] [prefix with P]
+/// [send to C...] [stop]`, or the older `send statistics to C... [stop]`.
+#[derive(Debug, Clone, Default)]
+struct Statistics {
+    every: Option<u64>,
+    reset: bool,
+    prefix: Option<String>,
+    send_to: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -401,13 +411,18 @@ fn parse_statement(
         }
         "aggregate" => Body::Aggregate(parse_aggregate(&mut c)?),
         "listen" => Body::Listen(parse_listen(&mut c)?),
-        "statistics" => {
-            c.at = c.tokens.len();
-            Body::Statistics
-        }
+        "statistics" => Body::Statistics(parse_statistics(&mut c)?),
         "send" if c.peek_is("statistics") => {
-            c.at = c.tokens.len();
-            Body::Statistics
+            c.at += 1;
+            c.expect("to")?;
+            let send_to = c.words_until(&["stop"]);
+            if c.peek_is("stop") {
+                c.at += 1;
+            }
+            Body::Statistics(Statistics {
+                send_to,
+                ..Statistics::default()
+            })
         }
         "include" => {
             let pattern = c.value("a file or glob")?;
@@ -688,6 +703,80 @@ fn parse_aggregate(c: &mut Cursor<'_>) -> Result<Aggregate, ImportError> {
     })
 }
 
+fn parse_statistics(c: &mut Cursor<'_>) -> Result<Statistics, ImportError> {
+    let mut st = Statistics::default();
+    while let Some(t) = c.peek() {
+        match t.text.as_str() {
+            "submit" => {
+                c.at += 1;
+                c.expect("every")?;
+                st.every = Some(c.number("an interval")?);
+                c.expect("seconds")?;
+            }
+            "reset" => {
+                c.at += 1;
+                c.expect("counters")?;
+                c.expect("after")?;
+                c.expect("interval")?;
+                st.reset = true;
+            }
+            "prefix" => {
+                c.at += 1;
+                c.expect("with")?;
+                st.prefix = Some(c.value("a prefix")?);
+            }
+            "send" => {
+                c.at += 1;
+                let (targets, _, _) = c.send_to()?;
+                st.send_to = targets;
+            }
+            "stop" => c.at += 1,
+            other => return Err(c.error(format!("unexpected `{other}` in statistics"))),
+        }
+    }
+    Ok(st)
+}
+
+/// carbon-c-relay's statistics prefix, a replacement on its host name matched by
+/// `^(([^.]+)(\..*)?)$`, as fluxgate's `graphite_prefix`: `\.1` (the host, dots as `_`) is
+/// `<host>`, `\2` (the short host) `<host_short>`.
+fn convert_prefix(prefix: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = prefix.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let mut flags = String::new();
+        while let Some(f) = chars.peek().filter(|f| matches!(f, '_' | '^' | '.')) {
+            flags.push(*f);
+            chars.next();
+        }
+        let mut n = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            n.push(*d);
+            chars.next();
+        }
+        match (flags.as_str(), n.as_str()) {
+            (".", "1") => out.push_str("<host>"),
+            ("" | ".", "2") => out.push_str("<host_short>"),
+            (_, "") => {
+                if let Some(x) = chars.next() {
+                    out.push(x);
+                }
+            }
+            (f, n) => {
+                return Err(format!(
+                    "`\\{f}{n}` in the prefix has no equivalent (fluxgate offers <host>, the host \
+                     name with dots as _, and <host_short>)"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_listen(c: &mut Cursor<'_>) -> Result<Listen, ImportError> {
     c.expect("type")?;
     c.expect("linemode")?;
@@ -903,15 +992,35 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     let mut any_listen = false;
     let mut any_match = false;
     let mut routing_seen: Option<usize> = None;
+    let mut stats_interval = 60;
+    let mut stats_reset = false;
+    let mut stats_prefix = "carbon.relays.<host>".to_owned();
     for s in &statements {
         match &s.body {
             Body::Cluster(_) => {}
-            Body::Statistics => problems.push(problem(
-                s,
-                "fluxgate's own metrics are not sent as carbon-c-relay statistics by this \
-                 import; see [telemetry] graphite_prefix and interval"
-                    .into(),
-            )),
+            Body::Statistics(st) => {
+                check_targets(s, &st.send_to)?;
+                if let Some(i) = st.every {
+                    stats_interval = i;
+                }
+                stats_reset |= st.reset;
+                if let Some(p) = &st.prefix {
+                    match convert_prefix(p) {
+                        Ok(p) => stats_prefix = p,
+                        Err(reason) => problems.push(problem(s, reason)),
+                    }
+                }
+                if !st.send_to.is_empty() {
+                    problems.push(problem(
+                        s,
+                        format!(
+                            "fluxgate routes its own metrics by [[routes]] like any others; \
+                             carbon-c-relay sends them only to {}",
+                            st.send_to.join(", ")
+                        ),
+                    ));
+                }
+            }
             Body::Listen(l) => {
                 any_listen = true;
                 for a in &l.addresses {
@@ -1116,6 +1225,11 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
         "32768",
         Some("carbon-c-relay's -M default"),
     );
+    listeners.blank();
+    listeners.comment(
+        "fluxgate's HTTP listener (/metrics, /health, InfluxDB writes) keeps its default,\n\
+         127.0.0.1:8086; set [listeners.http] address to move it.",
+    );
 
     let mut doc = Doc::default();
     doc.comment(&format!(
@@ -1130,6 +1244,23 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     doc.problems(&problems);
     doc.blank();
     doc.out.push_str(&listeners.finish());
+    doc.blank();
+    doc.comment(
+        "carbon-c-relay injects its own statistics into its routing (unless it runs with -s:\n\
+         then delete graphite_prefix), under carbon-c-relay's names.",
+    );
+    doc.table("telemetry");
+    doc.string("graphite_prefix", &stats_prefix, Some("prefix with"));
+    doc.string(
+        "interval",
+        &format!("{stats_interval}s"),
+        Some("submit every"),
+    );
+    doc.raw(
+        "reset_counters",
+        &stats_reset.to_string(),
+        Some("reset counters after interval"),
+    );
     doc.blank();
     doc.comment(
         "carbon-c-relay cleanses every name on arrival: characters outside [A-Za-z0-9] and\n\
@@ -1334,7 +1465,7 @@ mod tests {
              listen type linemode /tmp/s proto unix ;\n",
         );
         let lines: Vec<usize> = out.problems.iter().map(|p| p.line).collect();
-        assert_eq!(lines, [1, 2, 4, 5, 7, 8, 9], "{:#?}", out.problems);
+        assert_eq!(lines, [1, 2, 4, 5, 7, 9], "{:#?}", out.problems);
         assert!(out.config.contains("NOT IMPORTED"));
         crate::Config::from_toml(&out.config, "imported").unwrap();
     }
@@ -1365,6 +1496,33 @@ mod tests {
         let out = import(&main).unwrap();
         let c = crate::Config::from_toml(&out.config, "imported").unwrap();
         assert_eq!(c.output_names(), ["a", "b"]);
+    }
+
+    #[test]
+    fn statistics_become_telemetry() {
+        assert_eq!(
+            convert_prefix("carbon.relays.\\.1").unwrap(),
+            "carbon.relays.<host>"
+        );
+        assert_eq!(
+            convert_prefix("relays.\\2.x").unwrap(),
+            "relays.<host_short>.x"
+        );
+        assert!(convert_prefix("relays.\\1").is_err());
+        let out = import_text(
+            "cluster a forward 1.2.3.4;\nmatch * send to a;\n\
+             statistics submit every 10 seconds reset counters after interval prefix with r.\\2 ;\n",
+        );
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let c = crate::Config::from_toml(&out.config, "imported").unwrap();
+        assert_eq!(
+            c.telemetry.graphite_prefix.as_deref(),
+            Some("r.<host_short>")
+        );
+        assert_eq!(c.telemetry.interval, std::time::Duration::from_secs(10));
+        assert!(c.telemetry.reset_counters);
+        let out = import_text("cluster a forward 1.2.3.4;\nsend statistics to a stop;\n");
+        assert_eq!(out.problems.len(), 1);
     }
 
     #[test]

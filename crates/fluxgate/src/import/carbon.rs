@@ -470,7 +470,10 @@ pub fn import(
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+                .map(|s| {
+                    s.parse::<crate::cluster::Destination>()
+                        .map_or_else(|_| s.to_owned(), |d| d.to_string())
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -535,15 +538,29 @@ pub fn import(
             ));
         }
     }
-    for key in ["carbon_metric_prefix", "carbon_metric_interval"] {
-        if let Some(e) = get(key) {
-            problems.push(problem(
-                e,
-                "carbon's own metrics (carbon.relays.*) are not carried over by this import; \
-                 see [telemetry] graphite_prefix and interval"
-                    .into(),
-            ));
-        }
+    // carbon's own metrics (instrumentation.py): `<prefix>.relays.<host>-<instance>.*`
+    // (`aggregator` for the aggregator), every CARBON_METRIC_INTERVAL seconds, into its own
+    // pipeline. The instance is `a` unless carbon was started with --instance.
+    let mut telemetry = Doc::default();
+    let interval = int("carbon_metric_interval", 60)?;
+    if interval > 0 {
+        let kind = if program == "aggregator" {
+            "aggregator"
+        } else {
+            "relays"
+        };
+        telemetry.comment(&format!(
+            "carbon-{program}'s own metrics (CARBON_METRIC_PREFIX, CARBON_METRIC_INTERVAL), named\n\
+             as fluxgate's telemetry names them (metricsReceived, cpuUsage, memUsage... as carbon);\n\
+             `-a` is carbon's default instance: change it to the --instance carbon ran with."
+        ));
+        telemetry.table("telemetry");
+        telemetry.string(
+            "graphite_prefix",
+            &format!("{}.{kind}.<host>-a", text("carbon_metric_prefix", "carbon")),
+            None,
+        );
+        telemetry.string("interval", &format!("{interval}s"), None);
     }
 
     let mut outputs = Doc::default();
@@ -568,7 +585,7 @@ pub fn import(
     };
     let check_destination = |d: &str, line: usize| -> Result<String, ImportError> {
         d.parse::<crate::cluster::Destination>()
-            .map(|_| d.to_owned())
+            .map(|d| d.to_string())
             .map_err(|e| ImportError::syntax(&file, line, e.to_string()))
     };
     let dest_line = get("destinations").map_or(section_line, |e| e.line);
@@ -610,6 +627,7 @@ pub fn import(
             sources.push(rules_file.clone());
             let rules = Ini::parse(&read(&path)?, &rules_file)?;
             let mut seen: Vec<String> = Vec::new();
+            let mut skipped: Vec<String> = Vec::new();
             let mut default_rule: Option<(usize, Vec<String>)> = None;
             let mut rule_docs = Doc::default();
             for section in &rules.sections {
@@ -633,6 +651,15 @@ pub fn import(
                     .filter(|s| !s.is_empty())
                 {
                     let d = check_destination(d, dests.line)?;
+                    // carbon's RelayRulesRouter yields only destinations it has a client
+                    // for, the ones in DESTINATIONS.
+                    if !destinations.contains(&d) {
+                        skipped.push(format!(
+                            "{rules_file}:{}: {d} is not in DESTINATIONS, so carbon sends nothing there",
+                            dests.line
+                        ));
+                        continue;
+                    }
                     if !seen.contains(&d) {
                         seen.push(d.clone());
                     }
@@ -675,11 +702,21 @@ pub fn import(
                             problems.push(pr);
                             continue;
                         }
-                        rule_docs.array_table("routes");
-                        rule_docs.string("match", &pattern, Some("re.search with re.I"));
-                        rule_docs.raw("outputs", &quote_all(&list), None);
-                        if !cont {
-                            rule_docs.raw("stop", "true", None);
+                        match (list.is_empty(), cont) {
+                            (true, true) => continue,
+                            (true, false) => {
+                                rule_docs.array_table("routes");
+                                rule_docs.string("match", &pattern, Some("re.search with re.I"));
+                                rule_docs.raw("drop", "true", Some("no destination carbon has"));
+                            }
+                            (false, _) => {
+                                rule_docs.array_table("routes");
+                                rule_docs.string("match", &pattern, Some("re.search with re.I"));
+                                rule_docs.raw("outputs", &quote_all(&list), None);
+                                if !cont {
+                                    rule_docs.raw("stop", "true", None);
+                                }
+                            }
                         }
                     }
                     (None, Some(d)) => {
@@ -714,8 +751,15 @@ pub fn import(
             ));
             rule_docs.array_table("routes");
             rule_docs.string("match", "*", None);
-            rule_docs.raw("outputs", &quote_all(&list), None);
-            rule_docs.raw("stop", "true", None);
+            if list.is_empty() {
+                rule_docs.raw("drop", "true", Some("no destination carbon has"));
+            } else {
+                rule_docs.raw("outputs", &quote_all(&list), None);
+                rule_docs.raw("stop", "true", None);
+            }
+            for note in &skipped {
+                outputs.comment(note);
+            }
             outputs.comment(
                 "RELAY_METHOD = rules: one output per destination of relay-rules.conf,\n\
                  named after it.",
@@ -837,6 +881,10 @@ pub fn import(
         doc.out.push_str(&aggregation.finish());
         doc.blank();
     }
+    if !telemetry.out.is_empty() {
+        doc.out.push_str(&telemetry.finish());
+        doc.blank();
+    }
     Ok(Imported {
         config: doc.finish(),
         problems,
@@ -936,6 +984,10 @@ mod tests {
         assert_eq!(o.replication, 2);
         assert_eq!(o.destinations, ["127.0.0.1:2104:a", "127.0.0.1:2204:b"]);
         assert!(out.config.contains("[cache] (line 1)"), "{}", out.config);
+        assert_eq!(
+            c.telemetry.graphite_prefix.as_deref(),
+            Some("carbon.relays.<host>-a")
+        );
     }
 
     #[test]
@@ -944,7 +996,7 @@ mod tests {
         let conf = write(
             dir.path(),
             "carbon.conf",
-            "[relay]\nRELAY_METHOD = rules\nDESTINATION_PROTOCOL = line\n",
+            "[relay]\nRELAY_METHOD = rules\nDESTINATION_PROTOCOL = line\nDESTINATIONS = 127.0.0.1:2003, 127.0.0.2:2003\n",
         );
         write(
             dir.path(),

@@ -94,8 +94,16 @@ pub(crate) fn shorten(text: &str) -> String {
     cut + "..."
 }
 
-/// A TOML basic or literal string for `s`, as the `toml` crate writes it.
+/// A TOML basic or literal string for `s`, as the `toml` crate writes it, with `${` written
+/// `$${` so that fluxgate's environment interpolation leaves it as it is (carbon-c-relay's
+/// `\1` becomes `${1}` in a replacement; a regex may hold `${` too).
 pub(crate) fn quote(s: &str) -> String {
+    quote_env(&s.replace("${", "$${"))
+}
+
+/// [`quote`] keeping `${VAR}` as an environment reference (Telegraf's own syntax, which
+/// fluxgate reads the same way).
+pub(crate) fn quote_env(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
@@ -105,13 +113,38 @@ pub(crate) fn quote_all<S: AsRef<str>>(items: &[S]) -> String {
     format!("[{}]", inner.join(", "))
 }
 
+/// [`quote_all`] keeping environment references.
+pub(crate) fn quote_all_env<S: AsRef<str>>(items: &[S]) -> String {
+    let inner: Vec<String> = items.iter().map(|s| quote_env(s.as_ref())).collect();
+    format!("[{}]", inner.join(", "))
+}
+
 /// The config text being written: sections, keys and comments, in order.
 #[derive(Debug, Default)]
 pub(crate) struct Doc {
     out: String,
+    /// Values keep `${VAR}` environment references (Telegraf).
+    env: bool,
 }
 
 impl Doc {
+    /// A document whose values keep `${VAR}` references for fluxgate to fill in.
+    pub(crate) fn keeping_env() -> Self {
+        Doc {
+            out: String::new(),
+            env: true,
+        }
+    }
+
+    /// A string array in this document's quoting.
+    pub(crate) fn list<S: AsRef<str>>(&self, items: &[S]) -> String {
+        if self.env {
+            quote_all_env(items)
+        } else {
+            quote_all(items)
+        }
+    }
+
     /// `# text` lines (a multi-line text becomes several comment lines).
     pub(crate) fn comment(&mut self, text: &str) {
         for line in text.lines() {
@@ -152,7 +185,12 @@ impl Doc {
     }
 
     pub(crate) fn string(&mut self, key: &str, value: &str, comment: Option<&str>) {
-        self.raw(key, &quote(value), comment);
+        let v = if self.env {
+            quote_env(value)
+        } else {
+            quote(value)
+        };
+        self.raw(key, &v, comment);
     }
 
     /// The problems of an import as a comment block.
@@ -239,6 +277,8 @@ mod tests {
         let back: toml::Value = toml::from_str(&format!("x = {}", quote("^a\\.b\"'"))).unwrap();
         assert_eq!(back["x"].as_str(), Some("^a\\.b\"'"));
         assert_eq!(quote_all(&["a", "b"]), "[\"a\", \"b\"]");
+        assert_eq!(quote("a${1}"), "\"a$${1}\"");
+        assert_eq!(quote_env("${TOKEN}"), "\"${TOKEN}\"");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use toml_edit::{ImDocument, Item, Table, Value};
 
-use super::{quote, quote_all, read, Doc, ImportError, Imported, Problem};
+use super::{quote_env as quote, read, Doc, ImportError, Imported, Problem};
 
 /// The 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
@@ -351,10 +351,11 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
 
     let mut graphite = GraphiteInput::default();
     let mut http: Option<(String, usize)> = None;
-    let mut http_doc = Doc::default();
-    let mut outputs = Doc::default();
+    let mut http_doc = Doc::keeping_env();
+    let mut outputs = Doc::keeping_env();
     let mut output_names: Vec<String> = Vec::new();
     let mut graphite_outputs: Vec<Problem> = Vec::new();
+    let mut graphite_names: Vec<String> = Vec::new();
 
     for (top, item) in root.iter() {
         match top {
@@ -409,10 +410,13 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                                     _ => {
                                         graphite_outputs.push(p.problem(
                                             None,
-                                            "fluxgate forwards Graphite input to Graphite outputs by \
-                                             its path; Telegraf parses it with the input's templates \
-                                             and writes it again with this output's template",
+                                            "Telegraf also writes the Graphite input here, parsed by \
+                                             the input's templates and written again by this \
+                                             output's; fluxgate would forward the original path, so \
+                                             the routes below keep Graphite input away from it (line \
+                                             protocol still goes there)",
                                         ));
+                                        graphite_names.push(name.clone());
                                         graphite_output(&mut p, &name, &agent, &mut problems)?
                                     }
                                 };
@@ -446,7 +450,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
     }
     problems.sort_by_key(|p| p.line);
 
-    let mut d = Doc::default();
+    let mut d = Doc::keeping_env();
     d.comment(&format!(
         "fluxgate configuration imported from Telegraf's {file} (`fluxgate import telegraf`)."
     ));
@@ -513,12 +517,35 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
             }
         }
         if !tags.is_empty() {
-            d.raw("tags", &quote_all(&tags), None);
+            d.raw("tags", &d.list(&tags), None);
         }
     }
     d.blank();
     d.out.push_str(&outputs.finish());
     d.blank();
+    if graphite.any && !graphite_names.is_empty() {
+        let others: Vec<&String> = output_names
+            .iter()
+            .filter(|n| !graphite_names.contains(n))
+            .collect();
+        d.comment(
+            "Graphite input goes to the InfluxDB outputs only; line protocol to every output.",
+        );
+        d.array_table("routes");
+        d.string("on", "path", None);
+        d.string("match", "*", None);
+        if others.is_empty() {
+            d.raw("drop", "true", None);
+        } else {
+            d.raw("outputs", &d.list(&others), None);
+            d.raw("stop", "true", None);
+        }
+        d.blank();
+        d.array_table("routes");
+        d.string("match", "*", None);
+        d.raw("outputs", &d.list(&output_names), None);
+        d.blank();
+    }
     Ok(Imported {
         config: d.finish(),
         problems,
@@ -528,7 +555,7 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
 /// A string array one item per line, for templates.
 fn multiline(items: &[String]) -> String {
     if items.len() <= 1 {
-        return quote_all(items);
+        return super::quote_all_env(items);
     }
     let mut s = String::from("[\n");
     for i in items {
@@ -576,8 +603,10 @@ fn graphite_listener(
             return Ok(());
         }
     };
-    let templates = p.strings("templates")?;
     let separator = p.string("separator")?;
+    let templates = p
+        .strings("templates")?
+        .map(|t| usable_templates(p, t, separator.as_deref(), problems));
     let tags = p.tags("tags")?;
     if g.any && (templates != g.templates || separator != g.separator || tags != g.tags) {
         problems.push(p.problem(
@@ -648,6 +677,46 @@ fn graphite_listener(
     Ok(())
 }
 
+/// The templates fluxgate reads the same way. fluxgate's template language is InfluxDB 1.x's,
+/// which Telegraf's extends (several `field` elements joined with the separator); a template
+/// fluxgate refuses is a problem, and left out.
+fn usable_templates(
+    p: &Plugin<'_>,
+    templates: Vec<String>,
+    separator: Option<&str>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    use crate::translate::graphite::{GraphiteTemplateConfig, TemplateSet};
+    let check = |templates: Vec<String>| {
+        TemplateSet::new(&GraphiteTemplateConfig {
+            separator: separator.unwrap_or(".").to_owned(),
+            templates,
+            tags: Vec::new(),
+        })
+    };
+    let mut usable = Vec::new();
+    for t in templates {
+        match check(vec![t.clone()]) {
+            Ok(_) => usable.push(t),
+            Err(e) => {
+                let reason = e.to_string();
+                let reason = reason
+                    .split_once(": ")
+                    .map_or(reason.as_str(), |(_, r)| r)
+                    .to_owned();
+                let mut pr = p.problem(Some("templates"), reason);
+                pr.statement = format!("[{}] templates: {t:?}", p.kind);
+                problems.push(pr);
+            }
+        }
+    }
+    if let Err(e) = check(usable.clone()) {
+        problems.push(p.problem(Some("templates"), e.to_string()));
+        return Vec::new();
+    }
+    usable
+}
+
 fn influx_listener(
     p: &mut Plugin<'_>,
     agent: &AgentDefaults,
@@ -690,10 +759,10 @@ fn influx_listener(
     let user = p.string("basic_username")?;
     let password = p.string("basic_password")?;
     if let (Some(u), Some(pw)) = (&user, &password) {
-        doc.raw("users", &quote_all(&[format!("{u}:{pw}")]), None);
+        doc.raw("users", &doc.list(&[format!("{u}:{pw}")]), None);
     }
     if let Some(token) = p.string("token")? {
-        doc.raw("tokens", &quote_all(&[token]), None);
+        doc.raw("tokens", &doc.list(&[token]), None);
     }
     if let Some(n) = p.integer("max_body_size")? {
         if n > 0 {
@@ -829,7 +898,7 @@ fn influx_output(
     agent: &AgentDefaults,
     problems: &mut Vec<Problem>,
 ) -> Result<String, ImportError> {
-    let mut doc = Doc::default();
+    let mut doc = Doc::keeping_env();
     doc.array_table("outputs.influxdb");
     doc.string("name", name, None);
     let url = first_url(p, problems)?;
@@ -880,7 +949,7 @@ fn influx_v2_output(
     agent: &AgentDefaults,
     problems: &mut Vec<Problem>,
 ) -> Result<String, ImportError> {
-    let mut doc = Doc::default();
+    let mut doc = Doc::keeping_env();
     doc.array_table("outputs.influxdb");
     doc.string("name", name, None);
     let url = first_url(p, problems)?;
@@ -918,7 +987,7 @@ fn graphite_output(
     agent: &AgentDefaults,
     problems: &mut Vec<Problem>,
 ) -> Result<String, ImportError> {
-    let mut doc = Doc::default();
+    let mut doc = Doc::keeping_env();
     doc.array_table("outputs.graphite");
     doc.string("name", name, None);
     doc.string("protocol", "plaintext", None);
@@ -945,7 +1014,7 @@ fn graphite_output(
         },
         note,
     );
-    doc.raw("destinations", &quote_all(&destinations), None);
+    doc.raw("destinations", &doc.list(&destinations), None);
     doc.string(
         "sanitize",
         "telegraf",

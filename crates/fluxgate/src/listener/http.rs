@@ -1,5 +1,6 @@
 //! The InfluxDB-compatible HTTP listener: `/write`, `/api/v2/write`, `/ping`, `/query`,
-//! `/health`, `/metrics`.
+//! `/health`, `/metrics`, and the v2 reads (`/api/v2/query`, `/api/v2/buckets`, `/ready`,
+//! `/api/v2/health`; see [`v2_read`]).
 //!
 //! Served by hyper directly (not `axum::serve`) for two reasons: header names go out in
 //! title case (`X-Influxdb-Version`), because some clients (aioinflux) read them from a
@@ -38,6 +39,9 @@ use crate::{
     warn_limited,
 };
 
+mod v2_read;
+pub use v2_read::FLUX_REFUSED;
+
 /// What `/ping` and every response report as the server version. InfluxDB clients parse it
 /// (some switch behaviour on the major version), so it names the 1.x API fluxgate speaks.
 const INFLUXDB_VERSION: &str = "1.8.10";
@@ -75,6 +79,10 @@ pub async fn serve(
         .route("/query", any(query))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/v2/query", post(v2_read::query_v2))
+        .route("/api/v2/buckets", any(v2_read::buckets))
+        .route("/ready", get(v2_read::ready))
+        .route("/api/v2/health", get(v2_read::health_v2))
         .fallback(not_found)
         .layer(axum::middleware::map_response(influx_headers))
         .layer(axum::middleware::from_fn(v1_error_dialect))

@@ -17,10 +17,12 @@ use crate::{
 };
 
 mod auth;
+mod flux;
 pub(crate) mod graphite;
 pub mod http;
 mod influxql;
 pub mod line_udp;
+pub mod nats;
 pub mod pickle;
 pub mod plaintext;
 pub mod statsd;

@@ -607,9 +607,12 @@ impl InfluxToGraphite {
             }
             // Telegraf cleans the prefix with the rest of the path.
             Sanitize::Telegraf => Some(
-                telegraf::TelegrafNames::new(
+                telegraf::TelegrafNames::with(
                     &config.strict_sanitize_regex,
                     config.tag_sanitize_mode,
+                    &config.prefix,
+                    &config.separator,
+                    config.bool_mode,
                 )
                 .map_err(InfluxTemplateError::StrictRegex)?,
             ),
@@ -795,15 +798,7 @@ impl GraphiteWriter<'_> {
                     .source
                     .as_str()
             });
-            return names.write_point(
-                point,
-                timestamp_ns,
-                template,
-                &self.conv.prefix,
-                &self.conv.separator,
-                self.conv.bool_mode,
-                out,
-            );
+            return names.write_point(point, timestamp_ns, template, out);
         }
         let mut written = Written::default();
         let seconds = timestamp_ns.div_euclid(1_000_000_000);

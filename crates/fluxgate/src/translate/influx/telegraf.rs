@@ -58,10 +58,25 @@ pub(super) struct TelegrafNames {
     compatible_name: Regex,
     compatible_value: Regex,
     mode: TagSanitizeMode,
+    prefix: String,
+    separator: String,
+    bool_mode: BoolMode,
 }
 
 impl TelegrafNames {
-    pub(super) fn new(strict_regex: &str, mode: TagSanitizeMode) -> Result<Self, String> {
+    #[cfg(test)]
+    fn new(strict_regex: &str, mode: TagSanitizeMode) -> Result<Self, String> {
+        Self::with(strict_regex, mode, "", ".", BoolMode::Number)
+    }
+
+    /// With the output's prefix, tag-mode separator and boolean policy.
+    pub(super) fn with(
+        strict_regex: &str,
+        mode: TagSanitizeMode,
+        prefix: &str,
+        separator: &str,
+        bool_mode: BoolMode,
+    ) -> Result<Self, String> {
         let strict = if strict_regex.is_empty() {
             DEFAULT_STRICT_REGEX
         } else {
@@ -73,6 +88,9 @@ impl TelegrafNames {
             compatible_name: Regex::new(r#"[^ "-:<>-\]_a-~\p{L}]"#).expect("a valid regex"),
             compatible_value: Regex::new(r"[^ -:<-~\p{L}]").expect("a valid regex"),
             mode,
+            prefix: prefix.to_owned(),
+            separator: separator.to_owned(),
+            bool_mode,
         })
     }
 
@@ -109,11 +127,13 @@ impl TelegrafNames {
         point: &ParsedLine<'_>,
         timestamp_ns: i64,
         template: Option<&str>,
-        prefix: &str,
-        separator: &str,
-        bool_mode: BoolMode,
         out: &mut Vec<u8>,
     ) -> Written {
+        let (prefix, separator, bool_mode) = (
+            self.prefix.as_str(),
+            self.separator.as_str(),
+            self.bool_mode,
+        );
         let mut written = Written::default();
         // Go's integer division truncates toward zero.
         let seconds = timestamp_ns / 1_000_000_000;
