@@ -6,6 +6,7 @@
 #   - the InfluxDB 1.x command-line client the tests drive like a user would (influx, from
 #     influxdb-client);
 #   - the real Python client libraries (scripts/requirements-test.txt) in <repo>/.venv;
+#   - nats-server (JetStream), the stream between edges and deliverers;
 #   - Etsy statsd 0.9 (tests/statsd/package.json), the StatsD listener's reference, installed
 #     with npm into tests/statsd/node_modules.
 #
@@ -37,6 +38,7 @@ declare -A package_of=(
     [systemd-analyze]=systemd
     [node]=nodejs
     [npm]=npm
+    [nats-server]=nats-server
     [victoria-metrics]=victoria-metrics
 )
 

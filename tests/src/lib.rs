@@ -43,6 +43,7 @@ pub mod gateway;
 pub mod http;
 pub mod influx_v2;
 pub mod influxdb;
+pub mod nats;
 pub mod net;
 pub mod pickle;
 mod process;
@@ -68,6 +69,7 @@ pub use http::{
 };
 pub use influx_v2::{rfc3339_nanos, InfluxV2Mock, Received, Reply, StoredPoint};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
+pub use nats::{NatsCluster, NatsServer};
 pub use net::{
     connect_sender, finish_sender, free_port, free_udp_port, loopback, send_lines, send_tcp,
     send_udp, tcp_is_listening, wait_for_tcp, TcpCapture,

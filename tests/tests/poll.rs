@@ -612,3 +612,99 @@ fn a_query_answer_is_streamed_as_the_upstream_sends_it() {
     let all = String::from_utf8_lossy(&seen).into_owned();
     assert!(all.contains(",,1,") && all.contains(",,2,"), "{all}");
 }
+
+#[test]
+fn a_reload_moves_polling_to_the_new_device_and_stops_the_old() {
+    let old = Device::start(|_| DeviceReply::Json(readings(1.0, 1.0, 1.0)));
+    let new = Device::start(|_| DeviceReply::Json(readings(2.0, 4.0, 6.0)));
+    let mock = InfluxV2Mock::start(|_, _| Reply::no_content());
+    let http = loopback(free_port());
+    let config = |device: &Device| {
+        format!(
+            "[listeners.http]\naddress = \"{http}\"\n{}{}",
+            poll_section(&device.url("/"), "100ms", ""),
+            v2_output(&mock.url())
+        )
+    };
+    let mut gateway = Gateway::start(&config(&old), http);
+    let requests_reach = |device: &Device, n: usize| {
+        eventually(WAIT, || {
+            if device.requests() >= n {
+                Ok(())
+            } else {
+                Err(format!("{} requests", device.requests()))
+            }
+        })
+    };
+    requests_reach(&old, 2);
+    gateway.write_config(&config(&new));
+    gateway.sighup();
+    requests_reach(&new, 2);
+    let old_after_reload = old.requests();
+    let new_seen = new.requests();
+    requests_reach(&new, new_seen + 3);
+    assert_eq!(
+        old.requests(),
+        old_after_reload,
+        "the old input kept polling"
+    );
+    eventually(WAIT, || {
+        let lines: Vec<String> = mock.received().iter().flat_map(|r| r.lines()).collect();
+        if lines
+            .iter()
+            .any(|l| l.starts_with("env,device=lab1 humidity=6,temperature=3 "))
+        {
+            Ok(())
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    });
+    assert!(metric(&gateway, "fluxgate_poll_cycles_total", &[("input", "lab")]) >= 4.0);
+    let text = fluxgate_e2e::run_fluxgate(
+        &[
+            "check",
+            "--config",
+            &gateway.config_path().display().to_string(),
+        ],
+        "",
+        WAIT,
+    );
+    assert!(text.0.success(), "{}", text.2);
+    assert!(
+        text.1.contains("http_poll \"lab\""),
+        "check lists the input: {}",
+        text.1
+    );
+}
+
+#[test]
+fn query_off_turns_the_v2_reads_off_and_without_a_v2_output_they_are_unavailable() {
+    let (mock, _gateway, http) = read_setup("query = \"off\"");
+    let r = http_request(
+        "POST",
+        &format!("http://{http}/api/v2/query?org=lab"),
+        &[("Content-Type", "application/vnd.flux")],
+        b"buckets()",
+    )
+    .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = http_request("GET", &format!("http://{http}/api/v2/buckets"), &[], b"").unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(mock.reads().is_empty(), "{:?}", mock.reads());
+    // A gateway whose only InfluxDB output is v1 has no one to ask.
+    let http = loopback(free_port());
+    let v1 = InfluxV2Mock::start(|_, _| Reply::no_content());
+    let gateway = Gateway::start(
+        &format!(
+            "[listeners.http]\naddress = \"{http}\"\n[[outputs.influxdb]]\nname = \"v1\"\nurl = \"{}\"\n",
+            v1.url()
+        ),
+        http,
+    );
+    for path in ["/ready", "/api/v2/health"] {
+        let r = http_request("GET", &format!("http://{http}{path}"), &[], b"").unwrap();
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.json()["code"], json!("unavailable"));
+    }
+    drop(gateway);
+}

@@ -364,3 +364,53 @@ fn statsd_tcp_refuses_an_over_long_line_and_keeps_the_rest() {
         Some(1.0)
     );
 }
+
+/// A burst of datagrams larger than one wakeup's share: every one of them counts (or, if the
+/// kernel dropped some, is counted in `fluxgate_udp_receive_drops_total`).
+#[test]
+fn statsd_udp_burst_counts_every_datagram() {
+    let out = TcpCapture::start();
+    let udp = loopback(free_udp_port());
+    let http = loopback(free_port());
+    let config = format!(
+        "shutdown_timeout = \"1s\"\n\n\
+         [listeners.http]\naddress = \"{http}\"\n\n\
+         [listeners.statsd]\nudp = \"{udp}\"\nflush_interval = \"1s\"\n\n\
+         [[outputs.graphite]]\nname = \"carbon\"\nprotocol = \"plaintext\"\ncluster = \"forward\"\n\
+         destinations = [\"{}\"]\n",
+        out.addr()
+    );
+    let gateway = Gateway::start(&config, http);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sent = 3000u32;
+    for _ in 0..sent {
+        sock.send_to(b"burst:1|c", udp).expect("send_to");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let counted: f64 = out
+            .lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("stats_counts.burst "))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<f64>().ok())
+            .sum();
+        let dropped = gateway
+            .metric(
+                "fluxgate_udp_receive_drops_total",
+                &[("listener", "statsd")],
+            )
+            .unwrap_or(0.0);
+        if counted + dropped == f64::from(sent) {
+            break;
+        }
+        assert!(
+            counted + dropped < f64::from(sent),
+            "{counted} counted and {dropped} dropped of {sent}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{counted} counted and {dropped} dropped of {sent} within 15 s"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}

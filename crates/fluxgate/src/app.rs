@@ -115,6 +115,11 @@ pub struct Gateway {
     pipeline_rx: watch::Receiver<Arc<Pipeline>>,
     /// Addresses actually bound (port 0 resolved), for tests and logs.
     bound: HashMap<&'static str, SocketAddr>,
+    /// The NATS listener (a JetStream consumer), with the settings it was started with.
+    nats: Option<(listener::nats::NatsListenerConfig, RunningNats)>,
+    /// Set when the gateway gives up on undelivered points: no NATS message is acknowledged
+    /// after that, so JetStream redelivers what was not delivered.
+    hold_acks: Arc<std::sync::atomic::AtomicBool>,
     /// The task injecting fluxgate's own figures (`[telemetry] graphite_prefix`): the
     /// settings it runs with, its stop token and tracker.
     telemetry: Option<(
@@ -126,6 +131,13 @@ pub struct Gateway {
     inputs: crate::input::Inputs,
     /// The aggregation clock ([`crate::aggregate::task`]), stopped with the listeners.
     aggregate_task: (CancellationToken, TaskTracker),
+}
+
+#[derive(Debug)]
+struct RunningNats {
+    stop_accepting: CancellationToken,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl Gateway {
@@ -179,11 +191,14 @@ impl Gateway {
             pipeline_tx,
             pipeline_rx,
             bound: HashMap::new(),
+            nats: None,
+            hold_acks: Arc::default(),
             telemetry: None,
             inputs,
             aggregate_task,
         };
         gw.sync_listeners(&config, true).await?;
+        gw.sync_nats(&config);
         gw.sync_telemetry(&config);
         let mut listeners: Vec<String> = gw
             .bound
@@ -313,6 +328,7 @@ impl Gateway {
         self.outputs = outputs;
         self.config = new.clone();
         self.sync_listeners(&new, false).await?;
+        self.sync_nats(&new);
         self.sync_telemetry(&new);
         if let Err(e) = self
             .inputs
@@ -354,6 +370,10 @@ impl Gateway {
             listeners.push((l.cancel, l.tracker));
         }
         listeners.append(&mut self.old_listeners);
+        if let Some((_, n)) = self.nats.take() {
+            n.stop_accepting.cancel();
+            listeners.push((n.cancel, n.tracker));
+        }
         if let Some((_, stop, tracker)) = self.telemetry.take() {
             stop.cancel();
             listeners.push((stop, tracker));
@@ -395,6 +415,9 @@ impl Gateway {
             info!("all queues drained");
             return true;
         }
+        // What is given up on now must come again from JetStream.
+        self.hold_acks
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut lost = false;
         for output in &outputs {
             let left = output.outstanding();
@@ -427,6 +450,56 @@ impl Gateway {
         }
         all.abort_all();
         !lost
+    }
+
+    /// Starts, restarts (settings changed) or stops the NATS listener. A restarted one binds
+    /// the same durable consumer: what the old one held and had not acknowledged is
+    /// redelivered after `ack_wait`, nothing is lost.
+    fn sync_nats(&mut self, config: &Config) {
+        let wanted = &config.listeners.nats;
+        if let Some((running, _)) = &self.nats {
+            if running == wanted {
+                return;
+            }
+        }
+        if let Some((_, old)) = self.nats.take() {
+            info!(
+                listener = "nats",
+                "NATS listener settings changed: consuming with the new ones"
+            );
+            old.stop_accepting.cancel();
+            old.tracker.close();
+            self.old_listeners.push((old.cancel, old.tracker));
+        }
+        if !wanted.enabled() {
+            return;
+        }
+        let stop_accepting = CancellationToken::new();
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = ListenerCtx::new(
+            "nats",
+            self.pipeline_rx.clone(),
+            &self.metrics,
+            stop_accepting.clone(),
+            cancel.clone(),
+            usize::MAX,
+        );
+        tracker.spawn(listener::nats::run(
+            wanted.clone(),
+            ctx,
+            self.hold_acks.clone(),
+        ));
+        tracker.close();
+        info!(listener = "nats", servers = ?wanted.servers.iter().map(|s| crate::config::redact_url(s)).collect::<Vec<_>>(), stream = %wanted.stream, consumer = %wanted.consumer, "consuming from JetStream");
+        self.nats = Some((
+            wanted.clone(),
+            RunningNats {
+                stop_accepting,
+                cancel,
+                tracker,
+            },
+        ));
     }
 
     /// Starts, restarts or stops the telemetry task as `[telemetry]` says.

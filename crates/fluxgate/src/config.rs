@@ -249,6 +249,8 @@ pub struct Listeners {
     pub pickle: PickleListener,
     pub http: HttpListener,
     pub statsd: StatsdListener,
+    /// `[listeners.nats]`: a deliverer's durable JetStream consumer.
+    pub nats: crate::listener::nats::NatsListenerConfig,
     pub line_udp: crate::listener::line_udp::LineUdpListener,
 }
 
@@ -669,6 +671,8 @@ impl Default for GraphiteConfig {
 pub struct Outputs {
     pub influxdb: Vec<InfluxOutputConfig>,
     pub graphite: Vec<GraphiteOutputConfig>,
+    /// `[[outputs.nats]]`: JetStream, the stream between edges and deliverers.
+    pub nats: Vec<crate::output::nats::NatsOutputConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -1014,6 +1018,28 @@ impl Config {
         if let Some(v) = get("FLUXGATE_HTTP_TOKENS") {
             self.listeners.http.tokens = list(v);
         }
+        for out in &mut self.outputs.nats {
+            let prefix = env_prefix(&out.name);
+            for (key, field) in [
+                ("PASSWORD", &mut out.password),
+                ("TOKEN", &mut out.token),
+                ("NKEY", &mut out.nkey),
+            ] {
+                if let Some(v) = get(&format!("{prefix}_{key}")) {
+                    *field = v;
+                }
+            }
+        }
+        let n = &mut self.listeners.nats;
+        for (key, field) in [
+            ("FLUXGATE_NATS_PASSWORD", &mut n.password),
+            ("FLUXGATE_NATS_TOKEN", &mut n.token),
+            ("FLUXGATE_NATS_NKEY", &mut n.nkey),
+        ] {
+            if let Some(v) = get(key) {
+                *field = v;
+            }
+        }
         for out in &mut self.outputs.influxdb {
             let prefix = env_prefix(&out.name);
             if let Some(v) = get(&format!("{prefix}_PASSWORD")) {
@@ -1061,6 +1087,13 @@ impl Config {
             .chain(
                 self.outputs
                     .graphite
+                    .iter()
+                    .filter(|o| o.buffer == BufferKind::Memory)
+                    .map(|o| o.name.as_str()),
+            )
+            .chain(
+                self.outputs
+                    .nats
                     .iter()
                     .filter(|o| o.buffer == BufferKind::Memory)
                     .map(|o| o.name.as_str()),
@@ -1359,6 +1392,24 @@ impl Config {
                 }
             }
         }
+        for out in &self.outputs.nats {
+            let section = format!("outputs.nats {:?}", out.name);
+            if out.name.is_empty() {
+                return Err(ConfigError::invalid(
+                    "outputs.nats",
+                    "every output needs a name",
+                ));
+            }
+            if !names.insert(out.name.clone()) {
+                return Err(ConfigError::invalid(section, "duplicate output name"));
+            }
+            out.validate()
+                .map_err(|e| ConfigError::invalid(&section, e))?;
+        }
+        self.listeners
+            .nats
+            .validate()
+            .map_err(|e| ConfigError::invalid("listeners.nats", e))?;
         self.graphite
             .templates()
             .map_err(|e| ConfigError::at("graphite", "templates", e.to_string()))?;
@@ -1390,6 +1441,7 @@ impl Config {
         let influx = self.outputs.influxdb.iter().map(|o| o.name.as_str());
         influx
             .chain(self.outputs.graphite.iter().map(|o| o.name.as_str()))
+            .chain(self.outputs.nats.iter().map(|o| o.name.as_str()))
             .collect()
     }
 

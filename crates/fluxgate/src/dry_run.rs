@@ -115,21 +115,30 @@ pub fn describe(config: &Config) -> String {
             let _ = writeln!(s, "  {name:<14} {a}  ({extra})");
         }
     }
-    if !any {
-        s.push_str("  (none)\n");
-    }
-    if let Some(prefix) = &config.telemetry.graphite_prefix {
+    let n = &l.nats;
+    if n.enabled() {
+        any = true;
+        let servers: Vec<String> = n
+            .servers
+            .iter()
+            .map(|s| crate::config::redact_url(s))
+            .collect();
         let _ = writeln!(
             s,
-            "\ntelemetry: {}.* every {:?}{}",
-            crate::telemetry::expand_prefix(prefix, &crate::telemetry::hostname()),
-            config.telemetry.interval,
-            if config.telemetry.reset_counters {
-                " (counters reset each interval)"
-            } else {
-                ""
-            }
+            "  {:<14} {}  (stream={:?} consumer={:?} filter_subject={:?} ack_wait={:?} max_ack_pending={} batch={}{})",
+            "nats",
+            servers.join(","),
+            n.stream,
+            n.consumer,
+            n.filter_subject,
+            n.ack_wait,
+            n.max_ack_pending,
+            n.batch,
+            if n.tls { " tls" } else { "" }
         );
+    }
+    if !any {
+        s.push_str("  (none)\n");
     }
     if !config.inputs.is_empty() {
         s.push_str("\ninputs:\n");
@@ -146,6 +155,19 @@ pub fn describe(config: &Config) -> String {
             p.sensors.len()
         );
     }
+    if let Some(prefix) = &config.telemetry.graphite_prefix {
+        let _ = writeln!(
+            s,
+            "\ntelemetry: {}.* every {:?}{}",
+            crate::telemetry::expand_prefix(prefix, &crate::telemetry::hostname()),
+            config.telemetry.interval,
+            if config.telemetry.reset_counters {
+                " (counters reset each interval)"
+            } else {
+                ""
+            }
+        );
+    }
     let g = &config.graphite;
     let _ = writeln!(
         s,
@@ -158,7 +180,7 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(s, "  {t}");
     }
     s.push_str("\noutputs:\n");
-    if config.outputs.influxdb.is_empty() && config.outputs.graphite.is_empty() {
+    if config.output_names().is_empty() {
         s.push_str("  (none: accepted points go nowhere)\n");
     }
     for o in &config.outputs.influxdb {
@@ -197,6 +219,33 @@ pub fn describe(config: &Config) -> String {
             s,
             "  graphite {:?} {:?} cluster={} replication={} destinations={:?} batch_size={} queue_points={} (per destination) overflow={:?} stall_timeout={:?} buffer={:?} template={:?}{tls}",
             o.name, o.protocol, o.cluster, o.replication, o.destinations, o.batch_size, o.queue_points, o.overflow, o.stall_timeout, o.buffer, o.template
+        );
+    }
+    for o in &config.outputs.nats {
+        let servers: Vec<String> = o
+            .servers
+            .iter()
+            .map(|s| crate::config::redact_url(s))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  nats {:?} {} stream={:?} (created if missing: subjects={:?} replicas={} max_bytes={}) subject={:?} partitions={} format={} batch_size={} max_message_bytes={} max_in_flight={} queue_points={} overflow={:?} max_retry_time={:?}{}",
+            o.name,
+            servers.join(","),
+            o.stream,
+            o.stream_subjects(),
+            o.replicas,
+            o.max_bytes,
+            o.subject,
+            o.partitions,
+            o.format.as_str(),
+            o.batch_size,
+            o.max_message_bytes,
+            o.max_in_flight,
+            o.queue_points,
+            o.overflow,
+            o.max_retry_time,
+            if o.tls { " tls" } else { "" }
         );
     }
     if config.routes.is_empty() {
@@ -284,6 +333,12 @@ enum DryOutput {
         cluster: crate::cluster::Cluster,
         to_graphite: InfluxToGraphite,
     },
+    Nats {
+        name: String,
+        format: crate::nats::Format,
+        subjects: crate::output::nats::Subjects,
+        to_graphite: InfluxToGraphite,
+    },
 }
 
 /// What one input line becomes.
@@ -339,6 +394,16 @@ pub fn run(
             )
             .map_err(|e| other(e.to_string()))?,
             to_graphite: InfluxToGraphite::new(&g.to_graphite_config())
+                .map_err(|e| other(e.to_string()))?,
+        });
+    }
+    for n in &config.outputs.nats {
+        outputs.push(DryOutput::Nats {
+            name: n.name.clone(),
+            format: n.format,
+            subjects: crate::output::nats::Subjects::new(&n.subject, n.partitions)
+                .map_err(other)?,
+            to_graphite: InfluxToGraphite::new(&n.to_graphite_config())
                 .map_err(|e| other(e.to_string()))?,
         });
     }
@@ -495,9 +560,48 @@ fn graphite_line(
                         .push((out_name.clone(), cluster.destinations()[d].to_string()));
                 }
             }
+            DryOutput::Nats {
+                name: out_name,
+                format,
+                subjects,
+                ..
+            } => {
+                let mut buf = Vec::new();
+                let made = match format {
+                    crate::nats::Format::Graphite => graphite_plaintext::encode_sample(
+                        path,
+                        sample.value,
+                        ns.div_euclid(1_000_000_000),
+                        &mut buf,
+                    )
+                    .is_ok(),
+                    crate::nats::Format::LineProtocol => templates
+                        .translator()
+                        .write_point(name, &tags, sample.value, ns, &mut buf)
+                        .is_ok(),
+                };
+                if made {
+                    o.destinations.push((
+                        out_name.clone(),
+                        nats_subject(*format, subjects, &Target::Default, &buf),
+                    ));
+                }
+            }
         }
     }
     o
+}
+
+/// `subject NAME` of the first line of `body`, as the NATS output computes it.
+fn nats_subject(
+    format: crate::nats::Format,
+    subjects: &crate::output::nats::Subjects,
+    target: &Target,
+    body: &[u8],
+) -> String {
+    let line = body.split(|&b| b == b'\n').next().unwrap_or_default();
+    let (m, series) = crate::output::nats::line_key(format, line);
+    format!("subject {}", subjects.subject(target, &m, series))
 }
 
 fn line_protocol_line(router: &Router, outputs: &[DryOutput], line: &str, now_ns: i64) -> Outcome {
@@ -552,6 +656,32 @@ fn line_protocol_line(router: &Router, outputs: &[DryOutput], line: &str, now_ns
                     for &d in &placed {
                         o.destinations
                             .push((name.clone(), cluster.destinations()[d].to_string()));
+                    }
+                }
+            }
+            DryOutput::Nats {
+                name,
+                format,
+                subjects,
+                to_graphite,
+            } => {
+                // An HTTP write's db and rp are the request's: shown as {db} = "(db)".
+                let target = Target::Explicit(Destination::new("(db)", "(rp)"));
+                match format {
+                    crate::nats::Format::LineProtocol => {
+                        let body = format!("{} {ns}", line.trim());
+                        o.destinations.push((
+                            name.clone(),
+                            nats_subject(*format, subjects, &target, body.as_bytes()),
+                        ));
+                    }
+                    crate::nats::Format::Graphite => {
+                        let mut buf = Vec::new();
+                        let _ = to_graphite.write_point(&point, ns, &mut buf);
+                        for l in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                            o.destinations
+                                .push((name.clone(), nats_subject(*format, subjects, &target, l)));
+                        }
                     }
                 }
             }

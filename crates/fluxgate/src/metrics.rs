@@ -49,6 +49,9 @@ pub struct Metrics {
     /// Records and bytes in an output's disk buffer.
     pub buffer_records: IntGaugeVec,
     pub buffer_bytes: IntGaugeVec,
+    /// JetStream messages a NATS listener handled, by outcome: `received`, `redelivered`
+    /// (delivered before, to this or another deliverer), `acked`, `ack_failed`, `bad`.
+    pub nats_messages: IntCounterVec,
     /// Datagrams the kernel dropped on a UDP listener's socket (its receive buffer was full).
     pub udp_receive_drops: IntCounterVec,
     /// Per Graphite destination: points written, given up on, and waiting.
@@ -175,6 +178,11 @@ impl Metrics {
             "Bytes of an output's disk buffer on disk.",
             &["output"],
         );
+        let nats_messages = counter(
+            "fluxgate_nats_messages_total",
+            "JetStream messages a NATS listener handled, by outcome.",
+            &["outcome"],
+        );
         let destination_up = gauge(
             "fluxgate_destination_up",
             "1 while a Graphite output is connected to the destination, else 0.",
@@ -285,6 +293,7 @@ impl Metrics {
             buffer_repaired,
             buffer_records,
             buffer_bytes,
+            nats_messages,
             udp_receive_drops,
             destination_sent,
             destination_dropped,

@@ -410,6 +410,36 @@ impl Batch {
         if self.points == 0 {
             return Submitted::default();
         }
+        let work = self.take_work(pipeline, target);
+        Self::dispatch(ctx, work, wait).await
+    }
+
+    /// As [`Batch::submit`] with [`Wait::Partial`], every part carrying `ticket`: its last
+    /// drop, once every output delivered (or fsynced, or gave up on and counted) its part,
+    /// acknowledges the message the batch came from (the NATS listener).
+    pub async fn submit_tracked(
+        &mut self,
+        ctx: &ListenerCtx,
+        pipeline: &Pipeline,
+        target: &Target,
+        ticket: Arc<crate::queue::Ticket>,
+    ) -> Submitted {
+        let mut work = self.take_work(pipeline, target);
+        for (_, chunks) in &mut work {
+            for c in chunks {
+                c.tickets.push(ticket.clone());
+            }
+        }
+        drop(ticket);
+        submit_partial(ctx, work).await
+    }
+
+    /// Each output's part as a chunk, the buffers emptied for the next batch.
+    fn take_work(
+        &mut self,
+        pipeline: &Pipeline,
+        target: &Target,
+    ) -> Vec<(Arc<dyn Output>, Vec<Chunk>)> {
         self.points = 0;
         let mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)> = Vec::new();
         for (i, o) in pipeline.outputs.iter().enumerate() {
@@ -424,6 +454,14 @@ impl Batch {
             let body = Bytes::from(std::mem::replace(buf, Vec::with_capacity(buf.capacity())));
             work.push((o.clone(), vec![Chunk::new(target.clone(), body, points)]));
         }
+        work
+    }
+
+    async fn dispatch(
+        ctx: &ListenerCtx,
+        work: Vec<(Arc<dyn Output>, Vec<Chunk>)>,
+        wait: Wait,
+    ) -> Submitted {
         match wait {
             Wait::Partial => submit_partial(ctx, work).await,
             Wait::AllOrNothing(limit) => submit_all_or_nothing(ctx, work, limit, Ack::Queued).await,

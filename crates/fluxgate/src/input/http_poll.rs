@@ -372,10 +372,17 @@ impl HttpPoll {
         serde_json::from_slice(&body).map_err(|e| PollError::BadJson(e.to_string()))
     }
 
-    /// One cycle: fetch, extract, hand the point on.
+    /// One cycle: fetch and extract (given up at once when the input stops: nothing was
+    /// taken yet), then hand the point on (finished even when the input stops meanwhile, so a
+    /// point read is never lost uncounted: like a listener's connection at shutdown, it waits
+    /// for room until the queues close, and what it then holds is counted as dropped).
     async fn cycle(&self, ctx: &ListenerCtx, started_ns: i64) {
         self.cycles.inc();
-        let readings = match self.fetch().await.and_then(|doc| extract(&doc, &self.cfg)) {
+        let fetched = tokio::select! {
+            r = self.fetch() => r,
+            _ = ctx.stop_accepting.cancelled() => return,
+        };
+        let readings = match fetched.and_then(|doc| extract(&doc, &self.cfg)) {
             Ok(r) => r,
             Err(e) => {
                 self.count(e.reason(), 1);
@@ -479,9 +486,9 @@ impl Input for HttpPoll {
                     _ = ctx.stop_accepting.cancelled() => return,
                 }
                 let started_ns = now_ns();
-                tokio::select! {
-                    _ = self.cycle(&ctx, started_ns) => {}
-                    _ = ctx.stop_accepting.cancelled() => return,
+                self.cycle(&ctx, started_ns).await;
+                if ctx.stop_accepting.is_cancelled() {
+                    return;
                 }
                 let (next, missed) = next_due(due, interval, Instant::now());
                 if missed > 0 {

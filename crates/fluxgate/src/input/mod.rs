@@ -127,8 +127,8 @@ impl Inputs {
         Ok(())
     }
 
-    /// Stops every input: a cycle in progress ends where it is (its point, if not yet handed
-    /// on, is not sent). The returned pair is what shutdown waits on.
+    /// Stops every input: a fetch in progress is given up, a point being handed on is
+    /// finished. The returned pair is what shutdown waits on.
     pub fn stop(&self) -> (CancellationToken, TaskTracker) {
         self.cancel.cancel();
         (self.cancel.clone(), self.tracker.clone())

@@ -221,3 +221,67 @@ fn datagram(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn keys_and_defaults_as_influxdbs_udp_input() {
+        let c = load("[listeners.line_udp]\nudp = \"127.0.0.1:8089\"\n").unwrap();
+        let l = &c.listeners.line_udp;
+        assert_eq!(l.database, "udp");
+        assert_eq!(l.batch_size, 5000);
+        assert_eq!(
+            l.precision_value().unwrap(),
+            line_protocol::Precision::Nanoseconds
+        );
+        for (p, want) in [
+            ("s", line_protocol::Precision::Seconds),
+            ("u", line_protocol::Precision::Microseconds),
+            ("n", line_protocol::Precision::Nanoseconds),
+        ] {
+            let c = load(&format!("[listeners.line_udp]\nprecision = \"{p}\"\n")).unwrap();
+            assert_eq!(c.listeners.line_udp.precision_value().unwrap(), want);
+        }
+        assert!(load("[listeners.line_udp]\nprecision = \"weeks\"\n")
+            .unwrap_err()
+            .contains("precision"));
+        assert!(load("[listeners.line_udp]\nbatch_size = 0\n").is_err());
+        assert!(load("[listeners.line_udp]\nnope = 1\n").is_err());
+    }
+
+    #[test]
+    fn one_udp_address_one_listener() {
+        let e = load(
+            "[listeners.line_udp]\nudp = \"127.0.0.1:8089\"\n[listeners.statsd]\nudp = \"127.0.0.1:8089\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("one UDP address, one listener"), "{e}");
+    }
+
+    #[test]
+    fn statsd_tcp_and_the_receive_buffer_alias() {
+        let c = load(
+            "[listeners.statsd]\ntcp = \"127.0.0.1:8125\"\nudp = \"127.0.0.1:8125\"\nrecv_buffer_bytes = 1024\n",
+        )
+        .unwrap();
+        assert_eq!(c.listeners.statsd.udp_receive_buffer, 1024);
+        assert_eq!(c.listeners.statsd.tcp.as_deref(), Some("127.0.0.1:8125"));
+        let e = load("[listeners.statsd]\ntcp = \"127.0.0.1:2003\"\n[listeners.plaintext]\ntcp = \"127.0.0.1:2003\"\n")
+            .unwrap_err();
+        assert!(e.contains("one TCP address"), "{e}");
+        let c =
+            load("[listeners.http]\naddress = \"\"\n[telemetry]\naddress = \"127.0.0.1:9108\"\n")
+                .unwrap();
+        assert_eq!(c.listeners.http.address, None);
+        assert!(load("[telemetry]\ninterval = \"10ms\"\n").is_err());
+        assert!(load("[telemetry]\ngraphite_prefix = \"a..b.\"\n").is_err());
+    }
+}

@@ -22,6 +22,7 @@ pub(crate) mod graphite;
 pub mod http;
 mod influxql;
 pub mod line_udp;
+pub mod nats;
 pub mod pickle;
 pub mod plaintext;
 pub mod statsd;

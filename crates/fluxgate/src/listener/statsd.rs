@@ -92,7 +92,7 @@ pub async fn udp(
         {
             let mut agg = lock(&shared);
             let mut next = first.map(|(n, _)| n);
-            for _ in 0..UDP_BURST {
+            for read in 1..=UDP_BURST {
                 match next {
                     Ok(n) => {
                         let data = if n > max_datagram {
@@ -113,6 +113,10 @@ pub async fn udp(
                         reason: "read_error",
                         detail: format!("recv failed: {e}"),
                     }),
+                }
+                if read == UDP_BURST {
+                    // The next datagram waits in the socket for the next wakeup.
+                    break;
                 }
                 next = socket.try_recv_from(&mut buf).map(|(n, _)| n);
             }

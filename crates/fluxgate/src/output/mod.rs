@@ -14,6 +14,7 @@
 pub mod disk;
 pub mod graphite;
 pub mod influxdb;
+pub mod nats;
 pub mod registry;
 
 use std::{fmt, sync::Arc, time::Duration};

@@ -64,6 +64,10 @@ pub const KINDS: &[Kind] = &[
         name: "graphite",
         sections: |c| each(&c.outputs.graphite),
     },
+    Kind {
+        name: "nats",
+        sections: |c| each(&c.outputs.nats),
+    },
 ];
 
 /// Every output section of a config, in [`KINDS`] order.
