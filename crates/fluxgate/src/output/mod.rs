@@ -14,6 +14,7 @@
 pub mod disk;
 pub mod graphite;
 pub mod influxdb;
+mod placement;
 
 use std::{fmt, sync::Arc, time::Duration};
 
