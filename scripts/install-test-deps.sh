@@ -2,9 +2,11 @@
 # Installs what fluxgate's end-to-end tests need and a fresh Debian 12 machine lacks:
 #   - the real servers the tests start on loopback ports: InfluxDB 1.x (influxd), carbon-cache,
 #     carbon-relay and whisper-fetch (graphite-carbon), carbon-c-relay;
+#   - VictoriaMetrics (victoria-metrics), a second real InfluxDB-write-compatible store;
 #   - the InfluxDB 1.x command-line client the tests drive like a user would (influx, from
 #     influxdb-client);
 #   - the real Python client libraries (scripts/requirements-test.txt) in <repo>/.venv;
+#   - nats-server (JetStream), the stream between edges and deliverers;
 #   - Etsy statsd 0.9 (tests/statsd/package.json), the StatsD listener's reference, installed
 #     with npm into tests/statsd/node_modules.
 #
@@ -36,6 +38,8 @@ declare -A package_of=(
     [systemd-analyze]=systemd
     [node]=nodejs
     [npm]=npm
+    [nats-server]=nats-server
+    [victoria-metrics]=victoria-metrics
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }

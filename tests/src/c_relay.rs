@@ -99,6 +99,7 @@ pub struct CarbonCRelayBuilder {
     destinations: Vec<String>,
     routes: Option<String>,
     args: Vec<String>,
+    statistics: bool,
 }
 
 impl Default for CarbonCRelayBuilder {
@@ -109,6 +110,7 @@ impl Default for CarbonCRelayBuilder {
             destinations: Vec::new(),
             routes: None,
             args: Vec::new(),
+            statistics: false,
         }
     }
 }
@@ -141,6 +143,14 @@ impl CarbonCRelayBuilder {
     #[must_use]
     pub fn routes(mut self, config: &str) -> Self {
         self.routes = Some(config.to_owned());
+        self
+    }
+
+    /// Runs without `-s`, so carbon-c-relay produces its `carbon.relays.*` statistics (set
+    /// their interval and prefix with a `statistics` statement in [`Self::routes`]).
+    #[must_use]
+    pub fn statistics(mut self) -> Self {
+        self.statistics = true;
         self
     }
 
@@ -187,12 +197,11 @@ impl CarbonCRelayBuilder {
             &root,
             root.join("carbon-c-relay.log"),
         );
-        process
-            .arg("-f")
-            .arg(&config_path)
-            .arg("-s")
-            .arg("-w")
-            .arg("1");
+        process.arg("-f").arg(&config_path);
+        if !self.statistics {
+            process.arg("-s");
+        }
+        process.arg("-w").arg("1");
         for arg in &self.args {
             process.arg(arg);
         }

@@ -811,6 +811,148 @@ impl Drop for CarbonRelay {
     }
 }
 
+/// Options for [`CarbonAggregator`].
+#[derive(Debug, Clone, Default)]
+pub struct CarbonAggregatorBuilder {
+    destinations: Vec<String>,
+    rules: String,
+    rewrite_rules: Option<String>,
+    protocol: Option<String>,
+    settings: Vec<(String, String)>,
+}
+
+impl CarbonAggregatorBuilder {
+    /// A `host:port[:instance]` it relays to (its pickle receiver, unless
+    /// [`CarbonAggregatorBuilder::destination_protocol`] says otherwise).
+    #[must_use]
+    pub fn destination(mut self, destination: &str) -> Self {
+        self.destinations.push(destination.to_owned());
+        self
+    }
+
+    /// The contents of `aggregation-rules.conf`.
+    #[must_use]
+    pub fn rules(mut self, rules: &str) -> Self {
+        rules.clone_into(&mut self.rules);
+        self
+    }
+
+    /// The contents of `rewrite-rules.conf` (`[pre]` / `[post]` sections).
+    #[must_use]
+    pub fn rewrite_rules(mut self, rules: &str) -> Self {
+        self.rewrite_rules = Some(rules.to_owned());
+        self
+    }
+
+    /// DESTINATION_PROTOCOL (`pickle`, carbon's default, or `line`).
+    #[must_use]
+    pub fn destination_protocol(mut self, protocol: &str) -> Self {
+        self.protocol = Some(protocol.to_owned());
+        self
+    }
+
+    /// Any other `[aggregator]` setting, e.g. `("MAX_AGGREGATION_INTERVALS", "5")`.
+    #[must_use]
+    pub fn setting(mut self, key: &str, value: &str) -> Self {
+        self.settings.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts carbon-aggregator and waits until its line and pickle ports listen.
+    ///
+    /// # Panics
+    /// When graphite-carbon is not installed or carbon-aggregator does not come up.
+    pub fn start(self) -> CarbonAggregator {
+        assert!(
+            !self.destinations.is_empty(),
+            "carbon-aggregator needs at least one destination"
+        );
+        let dir = process::temp_dir("carbon-aggregator");
+        let root = dir.path().to_owned();
+        let (line_port, pickle_port) = (free_port(), free_port());
+        let mut settings = base_settings(&root, line_port, pickle_port);
+        settings.set("DESTINATIONS", self.destinations.join(", "));
+        settings.set("MAX_QUEUE_SIZE", 100_000);
+        settings.set("LOG_AGGREGATOR_MISSES", "False");
+        if let Some(protocol) = &self.protocol {
+            settings.set("DESTINATION_PROTOCOL", protocol);
+        }
+        for (key, value) in &self.settings {
+            settings.set(key, value);
+        }
+        let mut files = vec![("aggregation-rules.conf", self.rules.clone())];
+        if let Some(rewrite) = &self.rewrite_rules {
+            files.push(("rewrite-rules.conf", rewrite.clone()));
+        }
+        let process = prepare(
+            "aggregator",
+            &root,
+            &settings,
+            "[default]\npattern = .*\nretentions = 1s:1h\n",
+            &files,
+        );
+        let mut aggregator = CarbonAggregator {
+            dir: Some(dir),
+            root,
+            line_port,
+            pickle_port,
+            process,
+        };
+        let ports = [aggregator.line_addr(), aggregator.pickle_addr()];
+        launch(&mut aggregator.process, &ports);
+        aggregator
+    }
+}
+
+/// A running carbon-aggregator (its rules files in its own conf directory), killed when
+/// dropped.
+#[derive(Debug)]
+pub struct CarbonAggregator {
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    line_port: u16,
+    pickle_port: u16,
+    process: ServerProcess,
+}
+
+impl CarbonAggregator {
+    pub fn builder() -> CarbonAggregatorBuilder {
+        CarbonAggregatorBuilder::default()
+    }
+
+    pub fn line_addr(&self) -> SocketAddr {
+        loopback(self.line_port)
+    }
+
+    pub fn pickle_addr(&self) -> SocketAddr {
+        loopback(self.pickle_port)
+    }
+
+    /// The temporary directory (conf/ with the rules files, storage/, log).
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+
+    pub fn send_lines<I, S>(&self, lines: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        send_lines(self.line_addr(), lines);
+    }
+}
+
+impl Drop for CarbonAggregator {
+    fn drop(&mut self) {
+        self.process.kill();
+        process::keep_on_panic(&mut self.dir, &self.process);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

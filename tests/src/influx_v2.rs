@@ -7,6 +7,21 @@
 //! HTTP/1.1 with keep-alive, so it serves `api = "v1"` outputs just as well; for those it
 //! answers `/query` (the `CREATE DATABASE` an output sends at start) as InfluxDB 1.8 does,
 //! without recording it among the writes.
+//!
+//! It also answers the 2.x read API from what it took: every point of a write it answered
+//! with a 2xx is kept under its bucket, and
+//! - `POST /api/v2/query` (a JSON `{"query": ...}` or an `application/vnd.flux` body) answers
+//!   every kept point of the bucket named by `from(bucket: "...")` (no other Flux is run) as
+//!   InfluxDB 2.x's annotated CSV (`text/csv; charset=utf-8`): one table per series and field,
+//!   `#datatype`, `#group` and `#default` annotations, a header row, columns `result`, `table`,
+//!   `_start`, `_stop`, `_time`, `_value`, `_field`, `_measurement` and the tags, times in
+//!   RFC 3339 with nanoseconds, tables separated by an empty line; sent chunked, and, when
+//!   [`InfluxV2Mock::hold_query_answers`] was given a flag, with the first table sent before
+//!   the stand-in waits for the flag to send the rest (so a test can see an answer streamed);
+//! - `GET /api/v2/buckets` lists the buckets written to (`{"buckets": [{"id", "name", ...}]}`);
+//! - `GET /health` and `GET /ready` answer as 2.7 does.
+//!
+//! These reads are recorded apart from the writes ([`InfluxV2Mock::reads`]).
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -158,6 +173,26 @@ type Script = Box<dyn FnMut(usize, &Received) -> Reply + Send>;
 struct MockState {
     received: Vec<Received>,
     script: Script,
+    /// Points kept from accepted writes: (bucket, point).
+    points: Vec<(String, StoredPoint)>,
+    reads: Vec<Received>,
+    hold: Option<Arc<AtomicBool>>,
+}
+
+/// A point the stand-in keeps from an accepted write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPoint {
+    /// The measurement.
+    pub measurement: String,
+    /// Tags, sorted by key.
+    pub tags: Vec<(String, String)>,
+    /// Field name and value, as the CSV prints it.
+    pub field: String,
+    /// The value's text and its CSV datatype (`double`, `long`, `unsignedLong`, `boolean`,
+    /// `string`).
+    pub value: (String, &'static str),
+    /// Nanoseconds since the epoch.
+    pub time_ns: i64,
 }
 
 /// An HTTP/1.1 server on a free loopback port whose answers come from a script
@@ -193,6 +228,9 @@ impl InfluxV2Mock {
         let state = Arc::new(Mutex::new(MockState {
             received: Vec::new(),
             script: Box::new(script),
+            points: Vec::new(),
+            reads: Vec::new(),
+            hold: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
@@ -229,6 +267,22 @@ impl InfluxV2Mock {
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state).received.clone()
+    }
+
+    /// The read requests (`/api/v2/query`, `/api/v2/buckets`, `/health`, `/ready`) so far.
+    pub fn reads(&self) -> Vec<Received> {
+        lock(&self.state).reads.clone()
+    }
+
+    /// The points kept from accepted writes, with their bucket.
+    pub fn points(&self) -> Vec<(String, StoredPoint)> {
+        lock(&self.state).points.clone()
+    }
+
+    /// From now on, a query answer sends its first table, then waits until `release` is set
+    /// before it sends the rest.
+    pub fn hold_query_answers(&self, release: Arc<AtomicBool>) {
+        lock(&self.state).hold = Some(release);
     }
 
     /// Where the server listens.
@@ -291,6 +345,12 @@ fn serve(mut stream: TcpStream, state: &Mutex<MockState>, stop: &AtomicBool) {
             }
             continue;
         }
+        if is_read(&request) {
+            if !answer_read(&mut stream, request, state, stop) {
+                return;
+            }
+            continue;
+        }
         let reply = {
             let mut state = lock(state);
             let index = state.received.len();
@@ -299,6 +359,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<MockState>, stop: &AtomicBool) {
                 Reply::Answer { status, .. } => request.answered = Some(*status),
                 Reply::Hold(_) => request.answered = Some(204),
                 Reply::Stall => {}
+            }
+            if request.answered.is_some_and(|s| (200..300).contains(&s)) {
+                let kept = keep_points(&request);
+                state.points.extend(kept);
             }
             state.received.push(request);
             reply
@@ -453,4 +517,294 @@ fn parse_request(buffer: &mut Vec<u8>) -> Option<Received> {
         body,
         answered: None,
     })
+}
+
+/// Whether a request is one of the reads the stand-in answers itself.
+fn is_read(request: &Received) -> bool {
+    matches!(
+        (request.method.as_str(), request.path()),
+        ("POST", "/api/v2/query")
+            | ("GET", "/api/v2/buckets")
+            | ("GET", "/health")
+            | ("GET", "/ready")
+    )
+}
+
+/// The points of an accepted write, under the bucket it named (`db[/rp]` for a v1 write).
+fn keep_points(request: &Received) -> Vec<(String, StoredPoint)> {
+    let query = request.query();
+    let param = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let bucket = match request.path() {
+        "/api/v2/write" => param("bucket").unwrap_or_default(),
+        "/write" => match param("rp").filter(|rp| !rp.is_empty()) {
+            Some(rp) => format!("{}/{rp}", param("db").unwrap_or_default()),
+            None => param("db").unwrap_or_default(),
+        },
+        _ => return Vec::new(),
+    };
+    let precision = match param("precision").as_deref() {
+        Some("s") => line_protocol::Precision::Seconds,
+        Some("ms") => line_protocol::Precision::Milliseconds,
+        Some("us" | "u") => line_protocol::Precision::Microseconds,
+        _ => line_protocol::Precision::Nanoseconds,
+    };
+    let text = request.text();
+    let mut out = Vec::new();
+    for parsed in line_protocol::parse_lines(&text).precision(precision) {
+        let Ok(p) = parsed else { continue };
+        let time_ns = p.timestamp_nanos(precision).ok().flatten().unwrap_or(0);
+        let mut tags: Vec<(String, String)> = p
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str().into_owned(), v.as_str().into_owned()))
+            .collect();
+        tags.sort();
+        for (key, value) in &p.fields {
+            let value = match value {
+                line_protocol::FieldValue::F64(x) => (format!("{x}"), "double"),
+                line_protocol::FieldValue::I64(x) => (x.to_string(), "long"),
+                line_protocol::FieldValue::U64(x) => (x.to_string(), "unsignedLong"),
+                line_protocol::FieldValue::Bool(x) => (x.to_string(), "boolean"),
+                line_protocol::FieldValue::String(x) => (x.as_str().into_owned(), "string"),
+            };
+            out.push((
+                bucket.clone(),
+                StoredPoint {
+                    measurement: p.measurement.as_str().into_owned(),
+                    tags: tags.clone(),
+                    field: key.as_str().into_owned(),
+                    value,
+                    time_ns,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Nanoseconds since the epoch as RFC 3339 (`2024-05-16T00:00:00.5Z`), as InfluxDB prints
+/// them (trailing zeros of the fraction cut).
+pub fn rfc3339_nanos(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    if frac != 0 {
+        let digits = format!("{frac:09}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// The bucket a Flux query reads: the string after `from(bucket:`.
+fn flux_bucket(query: &str) -> Option<String> {
+    let at = query.find("bucket")?;
+    let rest = query[at + "bucket".len()..]
+        .trim_start()
+        .strip_prefix(':')?;
+    let rest = rest.trim_start().strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// What one CSV table holds: measurement, tags, field and the value's datatype.
+type SeriesKey<'a> = (&'a str, &'a [(String, String)], &'a str, &'static str);
+
+/// The annotated CSV of `points`: one table per (measurement, tags, field).
+fn annotated_csv(points: &[StoredPoint]) -> Vec<String> {
+    let mut series: Vec<SeriesKey<'_>> = Vec::new();
+    for p in points {
+        let key = (
+            p.measurement.as_str(),
+            p.tags.as_slice(),
+            p.field.as_str(),
+            p.value.1,
+        );
+        if !series.contains(&key) {
+            series.push(key);
+        }
+    }
+    let start = points.iter().map(|p| p.time_ns).min().unwrap_or(0);
+    let stop = points.iter().map(|p| p.time_ns).max().unwrap_or(0) + 1;
+    let mut tables = Vec::new();
+    for (table, (measurement, tags, field, datatype)) in series.iter().enumerate() {
+        let mut t = String::new();
+        let tag_types = ",string".repeat(tags.len());
+        let tag_groups = ",true".repeat(tags.len());
+        let _ = write!(
+            t,
+            "#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,{datatype},string,string{tag_types}\r\n\
+             #group,false,false,true,true,false,false,true,true{tag_groups}\r\n\
+             #default,_result,,,,,,,{}\r\n\
+             ,result,table,_start,_stop,_time,_value,_field,_measurement",
+            ",".repeat(tags.len())
+        );
+        for (k, _) in tags.iter() {
+            t.push(',');
+            t.push_str(k);
+        }
+        t.push_str("\r\n");
+        for p in points.iter().filter(|p| {
+            p.measurement == *measurement && p.tags.as_slice() == *tags && p.field == *field
+        }) {
+            let _ = write!(
+                t,
+                ",,{table},{},{},{},{},{field},{measurement}",
+                rfc3339_nanos(start),
+                rfc3339_nanos(stop),
+                rfc3339_nanos(p.time_ns),
+                csv_cell(&p.value.0),
+            );
+            for (_, v) in tags.iter() {
+                t.push(',');
+                t.push_str(&csv_cell(v));
+            }
+            t.push_str("\r\n");
+        }
+        t.push_str("\r\n");
+        tables.push(t);
+    }
+    if tables.is_empty() {
+        tables.push("\r\n".to_owned());
+    }
+    tables
+}
+
+fn csv_cell(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}
+
+fn write_chunk(stream: &mut TcpStream, data: &str) -> bool {
+    let chunk = format!("{:x}\r\n{data}\r\n", data.len());
+    stream
+        .write_all(chunk.as_bytes())
+        .and_then(|()| stream.flush())
+        .is_ok()
+}
+
+/// Answers one read request; false when the connection is done with.
+fn answer_read(
+    stream: &mut TcpStream,
+    request: Received,
+    state: &Mutex<MockState>,
+    stop: &AtomicBool,
+) -> bool {
+    let (points, hold, buckets) = {
+        let mut st = lock(state);
+        st.reads.push(request.clone());
+        let mut buckets: Vec<String> = st.points.iter().map(|(b, _)| b.clone()).collect();
+        buckets.sort();
+        buckets.dedup();
+        (st.points.clone(), st.hold.clone(), buckets)
+    };
+    let json_answer = |stream: &mut TcpStream, status: u16, body: String| {
+        let response = format!(
+            "HTTP/1.1 {status} {}\r\nX-Influxdb-Version: v2.7.10\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+            reason(status),
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).is_ok()
+    };
+    match request.path() {
+        "/health" => json_answer(
+            stream,
+            200,
+            json!({"name": "influxdb", "message": "ready for queries and writes", "status": "pass",
+                   "checks": [], "version": "v2.7.10", "commit": "f302d9730c"})
+            .to_string(),
+        ),
+        "/ready" => json_answer(
+            stream,
+            200,
+            json!({"status": "ready", "started": "2024-05-16T00:00:00Z", "up": "1h0m0s"})
+                .to_string(),
+        ),
+        "/api/v2/buckets" => {
+            let list: Vec<_> = buckets
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    json!({"id": format!("{:016x}", i + 1), "orgID": "0000000000000001", "type": "user",
+                           "name": name, "retentionRules": [], "createdAt": "2024-05-16T00:00:00Z",
+                           "updatedAt": "2024-05-16T00:00:00Z", "labels": [],
+                           "links": {"self": format!("/api/v2/buckets/{:016x}", i + 1),
+                                     "org": "/api/v2/orgs/0000000000000001"}})
+                })
+                .collect();
+            json_answer(stream, 200, json!({"links": {"self": "/api/v2/buckets?descending=false&limit=20&offset=0"}, "buckets": list}).to_string())
+        }
+        _ => {
+            let media = request
+                .header("content-type")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let query = if media.starts_with("application/vnd.flux") {
+                Some(request.text())
+            } else {
+                serde_json::from_slice::<serde_json::Value>(&request.body)
+                    .ok()
+                    .and_then(|v| v.get("query").and_then(|q| q.as_str().map(str::to_owned)))
+            };
+            let Some(bucket) = query.as_deref().and_then(flux_bucket) else {
+                return json_answer(
+                    stream,
+                    400,
+                    json!({"code": "invalid", "message": "compilation failed: no from(bucket: ...)"})
+                        .to_string(),
+                );
+            };
+            let mine: Vec<StoredPoint> = points
+                .into_iter()
+                .filter(|(b, _)| *b == bucket)
+                .map(|(_, p)| p)
+                .collect();
+            let tables = annotated_csv(&mine);
+            let head = "HTTP/1.1 200 OK\r\nX-Influxdb-Version: v2.7.10\r\nContent-Type: text/csv; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if stream.write_all(head.as_bytes()).is_err() {
+                return false;
+            }
+            for (i, table) in tables.iter().enumerate() {
+                if i == 1 {
+                    if let Some(release) = &hold {
+                        while !release.load(Ordering::SeqCst) {
+                            if stop.load(Ordering::SeqCst) {
+                                return false;
+                            }
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+                if !write_chunk(stream, table) {
+                    return false;
+                }
+            }
+            stream.write_all(b"0\r\n\r\n").is_ok()
+        }
+    }
 }

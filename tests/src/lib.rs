@@ -43,10 +43,12 @@ pub mod gateway;
 pub mod http;
 pub mod influx_v2;
 pub mod influxdb;
+pub mod nats;
 pub mod net;
 pub mod pickle;
 mod process;
 pub mod python;
+pub mod victoria;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
@@ -56,7 +58,8 @@ pub use c_relay::{
     CarbonCRelay, CarbonCRelayBuilder,
 };
 pub use carbon::{
-    unix_now, CarbonCache, CarbonCacheBuilder, CarbonRelay, CarbonRelayBuilder, RelayMethod, Stored,
+    unix_now, CarbonAggregator, CarbonAggregatorBuilder, CarbonCache, CarbonCacheBuilder,
+    CarbonRelay, CarbonRelayBuilder, RelayMethod, Stored,
 };
 pub use gateway::{
     fluxgate_bin, fluxgate_command, prometheus_value, run_fluxgate, Gateway, GatewayBuilder,
@@ -64,8 +67,9 @@ pub use gateway::{
 pub use http::{
     curl_request, form_urlencode, gzip, http_get, http_post, http_request, HttpResponse,
 };
-pub use influx_v2::{InfluxV2Mock, Received, Reply};
+pub use influx_v2::{rfc3339_nanos, InfluxV2Mock, Received, Reply, StoredPoint};
 pub use influxdb::{GraphiteService, InfluxDb, InfluxDbBuilder, Point};
+pub use nats::{NatsCluster, NatsServer};
 pub use net::{
     connect_sender, finish_sender, free_port, free_udp_port, loopback, send_lines, send_tcp,
     send_udp, tcp_is_listening, wait_for_tcp, TcpCapture,
@@ -73,6 +77,7 @@ pub use net::{
 pub use pickle::{decode_pickle_body, decode_pickle_frames, pickle_frame, PickledPoint};
 pub use process::{require_binary, run_command, tail_file};
 pub use python::{run_python, system_python, Python};
+pub use victoria::{Series, VictoriaMetrics};
 pub use wait::{eventually, metric, wait_metric};
 
 /// The workspace root (the directory of the root Cargo.toml), where `.venv` and `target` live.

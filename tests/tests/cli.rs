@@ -692,3 +692,49 @@ fn the_gateway_tells_systemd_when_it_is_ready_reloading_and_stopping() {
     let status = gateway.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// check: errors that point at the key
+
+/// A value that parses but cannot work is reported with its section, its key and its line,
+/// so the operator goes straight to it; a bad url is quoted with its password hidden.
+#[test]
+fn check_names_the_section_key_and_line_of_a_bad_value() {
+    for (config, expected) in [
+        (
+            "[listeners.http]\naddress = \"127.0.0.1:18086\"\n\n[listeners.plaintext]\n\
+             tcp = \"127.0.0.1:2003\"\nudp = \"localhost\"\n",
+            "error: listeners.plaintext: udp (line 6): bad address \"localhost\": invalid socket address syntax\n",
+        ),
+        (
+            "[[outputs.influxdb]]\nname = \"main\"\n\n[[outputs.influxdb]]\nname = \"backup\"\n\
+             url = \"http://writer:hunter2@influx.example:8086:99\"\n",
+            "error: outputs.influxdb \"backup\": url (line 6): bad url \
+             \"http://***@influx.example:8086:99\": invalid port number\n",
+        ),
+        (
+            "[[outputs.influxdb]]\nname = \"a\"\nbatch_size = 10\nqueue_points = 5\n",
+            "error: outputs.influxdb \"a\": queue_points (line 4): queue_points must be at least batch_size\n",
+        ),
+        (
+            "[[outputs.graphite]]\nname = \"carbon\"\ndestinations = [\"127.0.0.1:2004\", \"nohost\"]\n",
+            "error: outputs.graphite \"carbon\": destinations (line 3): destination \"nohost\": ",
+        ),
+        (
+            "[[outputs.graphite]]\nname = \"carbon\"\ndestinations = [\"127.0.0.1:2004\"]\n\n\
+             [[routes]]\nmatch = \"^a\"\noutputs = [\"carbon\"]\n\n[[routes]]\nmatch = \"^b\"\n\
+             outputs = [\"carobn\"]\n",
+            "error: routes[1]: outputs (line 11): unknown output \"carobn\"",
+        ),
+        (
+            "[[rewrite]]\nmatch = '^a\\.(.*)'\nreplace = 'b.\\2'\n",
+            "error: rewrite[0]: replace (line 3): replacement \"b.\\\\2\": refers to group 2",
+        ),
+    ] {
+        let (_dir, path) = config_file(config);
+        let (code, stdout, stderr) = fluxgate(&["check", "--config", path_str(&path)], "");
+        assert_eq!(code, 2, "{config:?}: {stdout}");
+        assert!(stderr.starts_with(expected), "{config:?}:\n{stderr}\nexpected:\n{expected}");
+        assert!(!stderr.contains("hunter2"), "a password was printed: {stderr}");
+    }
+}

@@ -961,10 +961,11 @@ fn sighup_applies_new_routes_to_new_and_open_connections() {
     gateway.write_config(&routes_after(&ports, &a, &b, &c, Some("nope")));
     gateway.sighup();
     wait_for_log(&gateway, "reload failed", 1);
+    // The message names the rule and its key, and the line of the key.
+    let log = gateway.log();
     assert!(
-        gateway
-            .log()
-            .contains("routes[0]: unknown output \"nope\" (configured outputs: A, B, C)"),
+        log.contains("routes[0]: outputs (line ")
+            && log.contains("unknown output \"nope\" (configured outputs: A, B, C)"),
         "{}",
         gateway.log_tail(10)
     );

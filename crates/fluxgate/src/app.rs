@@ -28,51 +28,40 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{BufferKind, Config, GraphiteOutputConfig, InfluxOutputConfig, Overflow},
+    config::{BufferKind, Config, Overflow},
     listener::{self, ListenerCtx},
     metrics::Metrics,
     output::{
         disk::{start_buffered, DiskBuffered, DiskShared},
-        graphite::GraphiteOutput,
-        influxdb::InfluxOutput,
+        registry::{self, OutputSpec},
         Output,
     },
     pipeline::Pipeline,
-    translate::influx::InfluxToGraphite,
     Error,
 };
 
-/// An output's config section, of either kind, compared on reload.
-#[derive(Debug, Clone, PartialEq)]
-enum OutputConfig {
-    Influx(InfluxOutputConfig),
-    Graphite(GraphiteOutputConfig),
+/// An output's config section, of any kind, compared on reload.
+#[derive(Debug, Clone)]
+struct OutputConfig(Arc<dyn OutputSpec>);
+
+impl PartialEq for OutputConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(&*other.0)
+    }
 }
 
 impl OutputConfig {
     fn name(&self) -> &str {
-        match self {
-            OutputConfig::Influx(c) => &c.name,
-            OutputConfig::Graphite(c) => &c.name,
-        }
+        self.0.name()
     }
 }
 
 /// Every output section of a config, in the order outputs are listed by `check`.
 fn output_configs(config: &Config) -> Vec<OutputConfig> {
-    let influx = config
-        .outputs
-        .influxdb
-        .iter()
-        .cloned()
-        .map(OutputConfig::Influx);
-    let graphite = config
-        .outputs
-        .graphite
-        .iter()
-        .cloned()
-        .map(OutputConfig::Graphite);
-    influx.chain(graphite).collect()
+    registry::sections(config)
+        .into_iter()
+        .map(OutputConfig)
+        .collect()
 }
 
 #[derive(Debug)]
@@ -87,6 +76,11 @@ struct RunningOutput {
 enum Socket {
     Tcp(Arc<TcpListener>),
     Udp(Arc<UdpSocket>),
+    /// A StatsD listener's sockets, each with the address it was bound for.
+    Statsd {
+        udp: Option<(String, Arc<UdpSocket>)>,
+        tcp: Option<(String, Arc<TcpListener>)>,
+    },
 }
 
 #[derive(Debug)]
@@ -121,6 +115,29 @@ pub struct Gateway {
     pipeline_rx: watch::Receiver<Arc<Pipeline>>,
     /// Addresses actually bound (port 0 resolved), for tests and logs.
     bound: HashMap<&'static str, SocketAddr>,
+    /// The NATS listener (a JetStream consumer), with the settings it was started with.
+    nats: Option<(listener::nats::NatsListenerConfig, RunningNats)>,
+    /// Set when the gateway gives up on undelivered points: no NATS message is acknowledged
+    /// after that, so JetStream redelivers what was not delivered.
+    hold_acks: Arc<std::sync::atomic::AtomicBool>,
+    /// The task injecting fluxgate's own figures (`[telemetry] graphite_prefix`): the
+    /// settings it runs with, its stop token and tracker.
+    telemetry: Option<(
+        crate::telemetry::TelemetryConfig,
+        CancellationToken,
+        TaskTracker,
+    )>,
+    /// `[[inputs.*]]`: sources polled on a schedule.
+    inputs: crate::input::Inputs,
+    /// The aggregation clock ([`crate::aggregate::task`]), stopped with the listeners.
+    aggregate_task: (CancellationToken, TaskTracker),
+}
+
+#[derive(Debug)]
+struct RunningNats {
+    stop_accepting: CancellationToken,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl Gateway {
@@ -137,8 +154,30 @@ impl Gateway {
                 start_output(&oc, &metrics, &config, &mut disks)?,
             );
         }
-        let pipeline = build_pipeline(&config, &outputs, &metrics)?;
+        let pipeline = build_pipeline(&config, &outputs, &metrics, None)?;
         let (pipeline_tx, pipeline_rx) = watch::channel(Arc::new(pipeline));
+        let inputs = crate::input::Inputs::start(&config.inputs, &pipeline_rx, &metrics).map_err(
+            |message| {
+                Error::Config(crate::config::ConfigError::Invalid {
+                    section: "inputs".into(),
+                    message,
+                })
+            },
+        )?;
+        let aggregate_task = {
+            let stop = CancellationToken::new();
+            let tracker = TaskTracker::new();
+            let ctx = ListenerCtx::new(
+                "aggregate",
+                pipeline_rx.clone(),
+                &metrics,
+                stop.clone(),
+                stop.clone(),
+                usize::MAX,
+            );
+            tracker.spawn(crate::aggregate::task::run(ctx, stop.clone()));
+            (stop, tracker)
+        };
         let mut gw = Self {
             config_path,
             config: config.clone(),
@@ -152,8 +191,15 @@ impl Gateway {
             pipeline_tx,
             pipeline_rx,
             bound: HashMap::new(),
+            nats: None,
+            hold_acks: Arc::default(),
+            telemetry: None,
+            inputs,
+            aggregate_task,
         };
         gw.sync_listeners(&config, true).await?;
+        gw.sync_nats(&config);
+        gw.sync_telemetry(&config);
         let mut listeners: Vec<String> = gw
             .bound
             .iter()
@@ -258,7 +304,8 @@ impl Gateway {
             }
         }
         outputs.extend(fresh);
-        let pipeline = build_pipeline(&new, &outputs, &self.metrics)?;
+        let previous = self.pipeline_rx.borrow().aggregation.clone();
+        let pipeline = build_pipeline(&new, &outputs, &self.metrics, previous.as_deref())?;
         // Published first: whoever waits on a leaving output finds its successor.
         self.pipeline_tx.send_replace(Arc::new(pipeline));
         for running in leaving {
@@ -281,6 +328,14 @@ impl Gateway {
         self.outputs = outputs;
         self.config = new.clone();
         self.sync_listeners(&new, false).await?;
+        self.sync_nats(&new);
+        self.sync_telemetry(&new);
+        if let Err(e) = self
+            .inputs
+            .apply(&new.inputs, &self.pipeline_rx, &self.metrics)
+        {
+            error!("inputs: cannot start the new ones, keeping the previous: {e}");
+        }
         info!("configuration reloaded");
         Ok(())
     }
@@ -315,6 +370,16 @@ impl Gateway {
             listeners.push((l.cancel, l.tracker));
         }
         listeners.append(&mut self.old_listeners);
+        if let Some((_, n)) = self.nats.take() {
+            n.stop_accepting.cancel();
+            listeners.push((n.cancel, n.tracker));
+        }
+        if let Some((_, stop, tracker)) = self.telemetry.take() {
+            stop.cancel();
+            listeners.push((stop, tracker));
+        }
+        listeners.push(self.inputs.stop());
+        listeners.push(self.aggregate_task.clone());
         for (cancel, tracker) in &listeners {
             cancel.cancel();
             tracker.close();
@@ -350,6 +415,9 @@ impl Gateway {
             info!("all queues drained");
             return true;
         }
+        // What is given up on now must come again from JetStream.
+        self.hold_acks
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut lost = false;
         for output in &outputs {
             let left = output.outstanding();
@@ -384,14 +452,98 @@ impl Gateway {
         !lost
     }
 
+    /// Starts, restarts (settings changed) or stops the NATS listener. A restarted one binds
+    /// the same durable consumer: what the old one held and had not acknowledged is
+    /// redelivered after `ack_wait`, nothing is lost.
+    fn sync_nats(&mut self, config: &Config) {
+        let wanted = &config.listeners.nats;
+        if let Some((running, _)) = &self.nats {
+            if running == wanted {
+                return;
+            }
+        }
+        if let Some((_, old)) = self.nats.take() {
+            info!(
+                listener = "nats",
+                "NATS listener settings changed: consuming with the new ones"
+            );
+            old.stop_accepting.cancel();
+            old.tracker.close();
+            self.old_listeners.push((old.cancel, old.tracker));
+        }
+        if !wanted.enabled() {
+            return;
+        }
+        let stop_accepting = CancellationToken::new();
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = ListenerCtx::new(
+            "nats",
+            self.pipeline_rx.clone(),
+            &self.metrics,
+            stop_accepting.clone(),
+            cancel.clone(),
+            usize::MAX,
+        );
+        tracker.spawn(listener::nats::run(
+            wanted.clone(),
+            ctx,
+            self.hold_acks.clone(),
+        ));
+        tracker.close();
+        info!(listener = "nats", servers = ?wanted.servers.iter().map(|s| crate::config::redact_url(s)).collect::<Vec<_>>(), stream = %wanted.stream, consumer = %wanted.consumer, "consuming from JetStream");
+        self.nats = Some((
+            wanted.clone(),
+            RunningNats {
+                stop_accepting,
+                cancel,
+                tracker,
+            },
+        ));
+    }
+
+    /// Starts, restarts or stops the telemetry task as `[telemetry]` says.
+    fn sync_telemetry(&mut self, config: &Config) {
+        let wanted = &config.telemetry;
+        let runs = |c: &crate::telemetry::TelemetryConfig| {
+            (c.graphite_prefix.clone(), c.interval, c.reset_counters)
+        };
+        if let Some((running, _, _)) = &self.telemetry {
+            if runs(running) == runs(wanted) {
+                return;
+            }
+        }
+        if let Some((_, stop, tracker)) = self.telemetry.take() {
+            stop.cancel();
+            tracker.close();
+        }
+        if wanted.graphite_prefix.is_none() {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = ListenerCtx::new(
+            crate::telemetry::LISTENER,
+            self.pipeline_rx.clone(),
+            &self.metrics,
+            stop.clone(),
+            stop.clone(),
+            usize::MAX,
+        );
+        tracker.spawn(crate::telemetry::run(ctx, wanted.clone()));
+        self.telemetry = Some((wanted.clone(), stop, tracker));
+    }
+
     async fn sync_listeners(&mut self, config: &Config, initial: bool) -> Result<(), Error> {
         let l = &config.listeners;
-        let wanted: [(&'static str, Option<String>); 5] = [
+        let wanted: [(&'static str, Option<String>); 7] = [
             ("plaintext_tcp", l.plaintext.tcp.clone()),
             ("plaintext_udp", l.plaintext.udp.clone()),
             ("pickle", l.pickle.tcp.clone()),
             ("http", l.http.address.clone()),
-            ("statsd", l.statsd.udp.clone()),
+            ("statsd", listener::statsd::address_key(&l.statsd)),
+            ("line_udp", l.line_udp.udp.clone()),
+            ("telemetry", config.telemetry.address.clone()),
         ];
         for (name, addr) in wanted {
             let fingerprint = fingerprint_of(name, config);
@@ -404,7 +556,7 @@ impl Gateway {
             // connection is refused in between.
             let reuse = old
                 .as_ref()
-                .filter(|o| addr.as_deref() == Some(o.address.as_str()))
+                .filter(|o| name == "statsd" || addr.as_deref() == Some(o.address.as_str()))
                 .map(|o| o.socket.clone());
             let started = match &addr {
                 Some(addr) => Some(self.start_listener(name, addr, config, reuse).await),
@@ -466,6 +618,7 @@ impl Gateway {
         let max_buffered = match name {
             "plaintext_tcp" | "plaintext_udp" => config.listeners.plaintext.max_buffered_bytes,
             "pickle" => config.listeners.pickle.max_buffered_bytes,
+            "statsd" => config.listeners.statsd.max_buffered_bytes,
             _ => config.listeners.http.max_buffered_bytes,
         };
         let ctx = ListenerCtx::new(
@@ -480,6 +633,96 @@ impl Gateway {
         let (socket, local) = match (name, reuse) {
             ("statsd", reuse) => {
                 let s = &l.statsd;
+                let (old_udp, old_tcp) = match reuse {
+                    Some(Socket::Statsd { udp, tcp }) => (udp, tcp),
+                    _ => (None, None),
+                };
+                let shared: listener::statsd::Shared = Arc::new(std::sync::Mutex::new(
+                    crate::statsd::Aggregator::new(s.settings()),
+                ));
+                let mut local = None;
+                let udp = match &s.udp {
+                    Some(addr) => {
+                        let socket = match old_udp {
+                            Some((old, socket)) if old == *addr => socket,
+                            _ => {
+                                let parsed: SocketAddr = addr.parse().map_err(|e| {
+                                    bind_err(std::io::Error::new(
+                                        std::io::ErrorKind::InvalidInput,
+                                        e,
+                                    ))
+                                })?;
+                                Arc::new(
+                                    listener::statsd::bind(parsed, s.udp_receive_buffer)
+                                        .map_err(bind_err)?,
+                                )
+                            }
+                        };
+                        local = Some(socket.local_addr().map_err(bind_err)?);
+                        tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
+                        tracker.spawn(listener::statsd::udp(
+                            socket.clone(),
+                            ctx.clone(),
+                            shared.clone(),
+                            s.max_datagram_bytes,
+                        ));
+                        Some((addr.clone(), socket))
+                    }
+                    None => None,
+                };
+                let tcp = match &s.tcp {
+                    Some(addr) => {
+                        let listener_socket = match old_tcp {
+                            Some((old, socket)) if old == *addr => socket,
+                            _ => Arc::new(bind_tcp(addr).map_err(bind_err)?),
+                        };
+                        let tcp_local = listener_socket.local_addr().map_err(bind_err)?;
+                        local.get_or_insert(tcp_local);
+                        self.bound.insert("statsd_tcp", tcp_local);
+                        let opts = listener::TcpOptions {
+                            max_connections: s.max_connections,
+                            idle_timeout: s.idle_timeout,
+                            tls: None,
+                        };
+                        let (shared, max_line) = (shared.clone(), s.max_line_bytes);
+                        tracker.spawn(listener::serve_tcp(
+                            listener_socket.clone(),
+                            ctx.clone(),
+                            opts,
+                            tracker.clone(),
+                            move |conn, peer, ctx, idle| {
+                                listener::statsd::connection(
+                                    conn,
+                                    peer,
+                                    ctx,
+                                    idle,
+                                    shared.clone(),
+                                    max_line,
+                                )
+                            },
+                        ));
+                        Some((addr.clone(), listener_socket))
+                    }
+                    None => {
+                        self.bound.remove("statsd_tcp");
+                        None
+                    }
+                };
+                tracker.spawn(listener::statsd::flusher(
+                    ctx,
+                    shared,
+                    s.flush_interval.as_millis() as u64,
+                ));
+                let local = local.ok_or_else(|| {
+                    bind_err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "neither udp nor tcp is set",
+                    ))
+                })?;
+                (Socket::Statsd { udp, tcp }, local)
+            }
+            ("line_udp", reuse) => {
+                let c = &l.line_udp;
                 let socket = match reuse {
                     Some(Socket::Udp(s)) => s,
                     _ => {
@@ -487,28 +730,33 @@ impl Gateway {
                             bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
                         })?;
                         Arc::new(
-                            listener::statsd::bind(parsed, s.udp_receive_buffer)
+                            listener::udp::bind(name, parsed, c.recv_buffer_bytes)
                                 .map_err(bind_err)?,
                         )
                     }
                 };
                 let local = socket.local_addr().map_err(bind_err)?;
-                tracker.spawn(listener::statsd::udp(
-                    socket.clone(),
-                    ctx,
-                    s.settings(),
-                    s.max_datagram_bytes,
-                ));
+                tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
+                tracker.spawn(listener::line_udp::udp(socket.clone(), ctx, c.clone()));
                 (Socket::Udp(socket), local)
             }
             ("plaintext_udp", reuse) => {
                 let socket = match reuse {
                     Some(Socket::Udp(s)) => s,
-                    _ => Arc::new(UdpSocket::bind(addr).await.map_err(bind_err)?),
+                    _ => {
+                        let parsed: SocketAddr = addr.parse().map_err(|e| {
+                            bind_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                        })?;
+                        Arc::new(
+                            listener::udp::bind(name, parsed, l.plaintext.recv_buffer_bytes)
+                                .map_err(bind_err)?,
+                        )
+                    }
                 };
                 let local = socket.local_addr().map_err(bind_err)?;
                 let (max_dgram, max_line) =
                     (l.plaintext.max_datagram_bytes, l.plaintext.max_line_bytes);
+                tracker.spawn(listener::udp::follow_drops(socket.clone(), ctx.clone()));
                 tracker.spawn(listener::plaintext::udp(
                     socket.clone(),
                     ctx,
@@ -569,6 +817,14 @@ impl Gateway {
                             },
                         ));
                     }
+                    "telemetry" => {
+                        tracker.spawn(listener::http::serve_metrics(
+                            tcp.clone(),
+                            ctx,
+                            l.http.clone(),
+                            t,
+                        ));
+                    }
                     _ => {
                         let h = &l.http;
                         let tls =
@@ -624,20 +880,8 @@ fn start_output(
     };
     let interval = config.log.rate_limit;
     let mut tasks = JoinSet::new();
-    let output: Arc<dyn Output> = match oc {
-        OutputConfig::Influx(c) => Arc::new(
-            InfluxOutput::new(c.clone(), metrics, interval).map_err(|e| fail(e.to_string()))?,
-        ),
-        OutputConfig::Graphite(c) => {
-            let to_graphite =
-                InfluxToGraphite::new(&c.to_graphite_config()).map_err(|e| fail(e.to_string()))?;
-            Arc::new(GraphiteOutput::new(c.clone(), to_graphite, metrics, interval).map_err(fail)?)
-        }
-    };
-    let settings = match oc {
-        OutputConfig::Influx(c) => c.buffer_settings(),
-        OutputConfig::Graphite(c) => c.buffer_settings(),
-    };
+    let output = oc.0.build(metrics, interval).map_err(fail)?;
+    let settings = oc.0.buffer_settings();
     let output = match settings.kind {
         BufferKind::Memory => {
             output.start(&mut tasks);
@@ -681,7 +925,14 @@ fn build_pipeline(
     config: &Arc<Config>,
     outputs: &HashMap<String, RunningOutput>,
     metrics: &Metrics,
+    previous: Option<&crate::aggregate::Aggregation>,
 ) -> Result<Pipeline, Error> {
+    let aggregation = config.aggregation(metrics, previous).map_err(|e| {
+        Error::Config(crate::config::ConfigError::Invalid {
+            section: "aggregation".into(),
+            message: e.to_string(),
+        })
+    })?;
     let templates = config.graphite.templates().map_err(|e| {
         Error::Config(crate::config::ConfigError::Invalid {
             section: "graphite".into(),
@@ -705,6 +956,7 @@ fn build_pipeline(
         templates: Arc::new(templates),
         config: config.clone(),
         metrics: metrics.clone(),
+        aggregation: aggregation.map(Arc::new),
     })
 }
 
@@ -776,6 +1028,19 @@ fn fingerprint_of(name: &str, config: &Config) -> String {
             )
         ),
         "statsd" => format!("{:?}", l.statsd),
+        "line_udp" => format!("{:?}", l.line_udp),
+        "telemetry" => format!(
+            "{:?} {:?} {}",
+            config.telemetry.address,
+            l.http,
+            crate::tls::digest_strings(
+                l.http
+                    .users
+                    .iter()
+                    .chain(&l.http.tokens)
+                    .map(|s| Some(s.expose()))
+            ),
+        ),
         "pickle" => format!(
             "{:?} {}",
             l.pickle,

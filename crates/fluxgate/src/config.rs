@@ -20,14 +20,108 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("{section}: {message}")]
     Invalid { section: String, message: String },
+    /// A value that is wrong, named by its section and key, and by its line in the file when
+    /// the key is written there (a default that does not fit names the section's line).
+    #[error("{section}: {key}{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    At {
+        section: String,
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 impl ConfigError {
-    fn invalid(section: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(section: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             section: section.into(),
             message: message.into(),
         }
+    }
+
+    /// An error about `key` of `section` (`listeners.http`, `outputs.influxdb "name"`,
+    /// `routes[2]`); [`Config::from_toml`] adds the line.
+    fn at(section: impl Into<String>, key: &str, message: impl Into<String>) -> Self {
+        Self::At {
+            section: section.into(),
+            key: key.to_owned(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// The error with the line of its key in `text`, when it has a key and the text has it.
+    fn located(mut self, text: &str) -> Self {
+        if let Self::At {
+            section, key, line, ..
+        } = &mut self
+        {
+            if line.is_none() {
+                *line = locate(text, section, key);
+            }
+        }
+        self
+    }
+}
+
+/// The 1-based line of `key` in `section` of a TOML text, or of the section's header when the
+/// key is not written there. `section` is a dotted table path, optionally followed by
+/// ` "name"` (the element of an array of tables with that `name`) or ending in `[i]` (the
+/// i-th element).
+fn locate(text: &str, section: &str, key: &str) -> Option<usize> {
+    use toml_edit::{Item, TableLike};
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let (path, name) = match section.split_once(' ') {
+        Some((p, n)) => (p, Some(n.trim_matches('"'))),
+        None => (section, None),
+    };
+    let (path, index) = match path.strip_suffix(']').and_then(|p| p.rsplit_once('[')) {
+        Some((p, i)) => (p, i.parse::<usize>().ok()),
+        None => (path, None),
+    };
+    let mut item: &Item = doc.as_item();
+    for part in path.split('.') {
+        item = item.get(part)?;
+    }
+    let table: &dyn TableLike = match item {
+        Item::ArrayOfTables(array) => match (index, name) {
+            (Some(i), _) => array.get(i)?,
+            (None, Some(name)) => array
+                .iter()
+                .find(|t| t.get("name").and_then(Item::as_str) == Some(name))?,
+            (None, None) => return None,
+        },
+        other => other.as_table_like()?,
+    };
+    let line = |at: usize| {
+        text.as_bytes()[..at.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    };
+    match table.get_key_value(key) {
+        Some((k, _)) => k.span().map(|s| line(s.start)),
+        None => item_span(item, index, name).map(line),
+    }
+}
+
+/// Where a table (or the selected element of an array of tables) starts.
+fn item_span(item: &toml_edit::Item, index: Option<usize>, name: Option<&str>) -> Option<usize> {
+    use toml_edit::Item;
+    match item {
+        Item::Table(t) => t.span().map(|s| s.start),
+        Item::ArrayOfTables(a) => {
+            let t = match (index, name) {
+                (Some(i), _) => a.get(i)?,
+                (None, Some(n)) => a
+                    .iter()
+                    .find(|t| t.get("name").and_then(Item::as_str) == Some(n))?,
+                _ => return None,
+            };
+            t.span().map(|s| s.start)
+        }
+        _ => None,
     }
 }
 
@@ -44,10 +138,20 @@ pub struct Config {
     pub rewrite: Vec<crate::route::RewriteConfig>,
     pub log: LogConfig,
     pub gateway: GatewaySection,
+    /// Sources fetched on a schedule (`[[inputs.http_poll]]`).
+    pub inputs: crate::input::InputsConfig,
     /// How long SIGTERM waits for queued points to be delivered before giving up on them
     /// (each one still queued then is counted as dropped with reason `shutdown`).
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// fluxgate's own figures: as Graphite metrics in its pipeline, and `/metrics` on an
+    /// address of its own.
+    pub telemetry: crate::telemetry::TelemetryConfig,
+    /// carbon-aggregator's rules (`[aggregation]`).
+    pub aggregation: crate::aggregate::AggregationConfig,
+    /// carbon-c-relay's `aggregate` statements (`[[aggregate]]`), tried in order before the
+    /// routes.
+    pub aggregate: Vec<crate::aggregate::AggregateConfig>,
 }
 
 impl Default for Config {
@@ -60,7 +164,11 @@ impl Default for Config {
             rewrite: Vec::new(),
             log: LogConfig::default(),
             gateway: GatewaySection::default(),
+            inputs: crate::input::InputsConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
+            aggregation: Default::default(),
+            aggregate: Vec::new(),
         }
     }
 }
@@ -141,6 +249,9 @@ pub struct Listeners {
     pub pickle: PickleListener,
     pub http: HttpListener,
     pub statsd: StatsdListener,
+    /// `[listeners.nats]`: a deliverer's durable JetStream consumer.
+    pub nats: crate::listener::nats::NatsListenerConfig,
+    pub line_udp: crate::listener::line_udp::LineUdpListener,
 }
 
 /// `[listeners.statsd]`: StatsD over UDP, aggregated per flush interval into Graphite samples
@@ -148,11 +259,24 @@ pub struct Listeners {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsdListener {
-    /// UDP address; absent = no StatsD listener.
+    /// UDP address; absent = no StatsD over UDP.
     pub udp: Option<String>,
+    /// TCP address (newline-delimited lines); absent = no StatsD over TCP. Both transports
+    /// feed one aggregation state.
+    pub tcp: Option<String>,
     /// SO_RCVBUF asked for on the UDP socket (the kernel caps it at net.core.rmem_max);
-    /// 0 keeps the system default.
+    /// 0 keeps the system default. `recv_buffer_bytes` is the same key.
+    #[serde(alias = "recv_buffer_bytes")]
     pub udp_receive_buffer: usize,
+    /// Longest TCP line; a longer one is skipped up to its newline and counted.
+    pub max_line_bytes: usize,
+    /// Concurrent TCP connections; further ones are closed at once and counted.
+    pub max_connections: usize,
+    /// What all TCP connections together may hold in partial lines.
+    pub max_buffered_bytes: usize,
+    /// A TCP connection that sends nothing for this long is closed; 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Largest datagram read; the rest of a longer one is lost.
     pub max_datagram_bytes: usize,
     #[serde(with = "humantime_serde")]
@@ -181,7 +305,12 @@ impl Default for StatsdListener {
     fn default() -> Self {
         Self {
             udp: None,
+            tcp: None,
             udp_receive_buffer: 8 << 20,
+            max_line_bytes: 16384,
+            max_connections: 10000,
+            max_buffered_bytes: 64 << 20,
+            idle_timeout: DEFAULT_TCP_IDLE,
             max_datagram_bytes: 65536,
             flush_interval: Duration::from_secs(10),
             percent_threshold: vec![90.0],
@@ -259,6 +388,9 @@ pub struct PlaintextListener {
     pub max_connections: usize,
     /// Largest UDP datagram read; the rest of a longer one is lost by the kernel.
     pub max_datagram_bytes: usize,
+    /// SO_RCVBUF asked for on the UDP socket, room for bursts; the kernel caps it at
+    /// net.core.rmem_max (a warning says so). 0 keeps the system default.
+    pub recv_buffer_bytes: usize,
     /// What all TCP connections together may hold in read buffers; past it a connection
     /// stops reading (its sender is pushed back) until there is room.
     pub max_buffered_bytes: usize,
@@ -282,6 +414,7 @@ impl Default for PlaintextListener {
             max_line_bytes: 16384,
             max_connections: 10000,
             max_datagram_bytes: 65536,
+            recv_buffer_bytes: crate::listener::udp::DEFAULT_RECV_BUFFER,
             max_buffered_bytes: 64 << 20,
             idle_timeout: DEFAULT_TCP_IDLE,
             tls_cert: None,
@@ -335,7 +468,9 @@ impl Default for PickleListener {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpListener {
-    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; absent = disabled.
+    /// `/write`, `/api/v2/write`, `/ping`, `/query`, `/health`, `/metrics`; `""` = disabled
+    /// (absent: the default address).
+    #[serde(deserialize_with = "empty_is_none")]
     pub address: Option<String>,
     /// Largest request body after gzip decompression (InfluxDB's default is 25 MB).
     pub max_body_bytes: usize,
@@ -389,6 +524,12 @@ impl HttpListener {
     pub fn metrics_needs_auth(&self) -> bool {
         self.metrics_auth.unwrap_or(true) && self.auth_enabled()
     }
+}
+
+/// An address key where `""` turns the listener off.
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    Ok(s.filter(|s| !s.is_empty()))
 }
 
 impl Default for HttpListener {
@@ -530,6 +671,8 @@ impl Default for GraphiteConfig {
 pub struct Outputs {
     pub influxdb: Vec<InfluxOutputConfig>,
     pub graphite: Vec<GraphiteOutputConfig>,
+    /// `[[outputs.nats]]`: JetStream, the stream between edges and deliverers.
+    pub nats: Vec<crate::output::nats::NatsOutputConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -603,6 +746,15 @@ pub struct GraphiteOutputConfig {
     pub name_encoding: metric_name::Encoding,
     /// Encode `/` inside a segment as `%2F` (carbon would read it as a directory).
     pub encode_slash: bool,
+    /// `encode` (default: the metric-name encoder, lossless) or `telegraf` (characters
+    /// replaced as Telegraf's graphite serializer does, so series keep their whisper files).
+    pub sanitize: crate::translate::influx::Sanitize,
+    /// With `sanitize = "telegraf"` and `tag_support`: `strict` or `compatible` (Telegraf's
+    /// `graphite_tag_sanitize_mode`).
+    pub tag_sanitize_mode: crate::translate::influx::TagSanitizeMode,
+    /// With `sanitize = "telegraf"`: the characters that become `_` (Telegraf's
+    /// `graphite_strict_sanitize_regex`; empty: its default).
+    pub strict_sanitize_regex: String,
     /// Connect to the destinations over TLS.
     pub tls: bool,
     /// PEM file of the CAs to trust instead of the system's (with `tls`).
@@ -633,6 +785,9 @@ impl GraphiteOutputConfig {
             bool_mode: self.bool_mode,
             name_encoding: self.name_encoding,
             encode_slash: self.encode_slash,
+            sanitize: self.sanitize,
+            tag_sanitize_mode: self.tag_sanitize_mode,
+            strict_sanitize_regex: self.strict_sanitize_regex.clone(),
         }
     }
 }
@@ -668,6 +823,9 @@ impl Default for GraphiteOutputConfig {
             bool_mode: i2g.bool_mode,
             name_encoding: i2g.name_encoding,
             encode_slash: i2g.encode_slash,
+            sanitize: i2g.sanitize,
+            tag_sanitize_mode: i2g.tag_sanitize_mode,
+            strict_sanitize_regex: i2g.strict_sanitize_regex,
             tls: false,
             tls_ca: None,
             tls_server_name: None,
@@ -838,7 +996,7 @@ impl Config {
             message: e.to_string(),
         })?;
         config.apply_env(|k| std::env::var(k).ok());
-        config.validate()?;
+        config.validate().map_err(|e| e.located(&text))?;
         Ok(config)
     }
 
@@ -860,6 +1018,28 @@ impl Config {
         if let Some(v) = get("FLUXGATE_HTTP_TOKENS") {
             self.listeners.http.tokens = list(v);
         }
+        for out in &mut self.outputs.nats {
+            let prefix = env_prefix(&out.name);
+            for (key, field) in [
+                ("PASSWORD", &mut out.password),
+                ("TOKEN", &mut out.token),
+                ("NKEY", &mut out.nkey),
+            ] {
+                if let Some(v) = get(&format!("{prefix}_{key}")) {
+                    *field = v;
+                }
+            }
+        }
+        let n = &mut self.listeners.nats;
+        for (key, field) in [
+            ("FLUXGATE_NATS_PASSWORD", &mut n.password),
+            ("FLUXGATE_NATS_TOKEN", &mut n.token),
+            ("FLUXGATE_NATS_NKEY", &mut n.nkey),
+        ] {
+            if let Some(v) = get(key) {
+                *field = v;
+            }
+        }
         for out in &mut self.outputs.influxdb {
             let prefix = env_prefix(&out.name);
             if let Some(v) = get(&format!("{prefix}_PASSWORD")) {
@@ -872,6 +1052,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.inputs.validate()?;
         if self.shutdown_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "shutdown_timeout",
@@ -910,6 +1091,13 @@ impl Config {
                     .filter(|o| o.buffer == BufferKind::Memory)
                     .map(|o| o.name.as_str()),
             )
+            .chain(
+                self.outputs
+                    .nats
+                    .iter()
+                    .filter(|o| o.buffer == BufferKind::Memory)
+                    .map(|o| o.name.as_str()),
+            )
             .collect();
         if self.listeners.http.ack == AckMode::Durable && !memory_outputs.is_empty() {
             return Err(ConfigError::invalid(
@@ -935,8 +1123,9 @@ impl Config {
         }
         if !h.idle_timeout.is_zero() && h.idle_timeout < h.write_timeout {
             // A write waiting for room moves no byte; it must not be cut as idle.
-            return Err(ConfigError::invalid(
+            return Err(ConfigError::at(
                 "listeners.http",
+                "idle_timeout",
                 "idle_timeout must be at least write_timeout (or 0s: never)",
             ));
         }
@@ -945,16 +1134,18 @@ impl Config {
                 Some((name, _)) if !name.is_empty() => {}
                 // The entry is a secret: say which one, not what it holds.
                 _ => {
-                    return Err(ConfigError::invalid(
+                    return Err(ConfigError::at(
                         "listeners.http",
+                        "users",
                         format!("users[{i}] must be \"name:password\""),
                     ))
                 }
             }
         }
         if h.metrics_auth == Some(true) && !h.auth_enabled() {
-            return Err(ConfigError::invalid(
+            return Err(ConfigError::at(
                 "listeners.http",
+                "metrics_auth",
                 "metrics_auth = true needs users or tokens to check credentials against",
             ));
         }
@@ -980,28 +1171,32 @@ impl Config {
             ),
         ] {
             crate::tls::server_config(cert.as_deref(), key.as_deref(), ca.as_deref(), &[])
-                .map_err(|e| ConfigError::invalid(section, e))?;
+                .map_err(|e| ConfigError::at(section, "tls_cert", e))?;
         }
         self.listeners.statsd.validate()?;
-        for addr in [
-            &p.tcp,
-            &p.udp,
-            &self.listeners.statsd.udp,
-            &self.listeners.pickle.tcp,
-            &self.listeners.http.address,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            addr.parse::<std::net::SocketAddr>().map_err(|e| {
-                ConfigError::invalid("listeners", format!("bad address {addr:?}: {e}"))
-            })?;
+        self.listeners.line_udp.validate()?;
+        self.telemetry.validate()?;
+        for (section, key, addr) in [
+            ("listeners.plaintext", "tcp", &p.tcp),
+            ("listeners.plaintext", "udp", &p.udp),
+            ("listeners.statsd", "udp", &self.listeners.statsd.udp),
+            ("listeners.statsd", "tcp", &self.listeners.statsd.tcp),
+            ("listeners.line_udp", "udp", &self.listeners.line_udp.udp),
+            ("telemetry", "address", &self.telemetry.address),
+            ("listeners.pickle", "tcp", &self.listeners.pickle.tcp),
+            ("listeners.http", "address", &self.listeners.http.address),
+        ] {
+            let Some(addr) = addr else { continue };
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|e| ConfigError::at(section, key, format!("bad address {addr:?}: {e}")))?;
         }
         // Two TCP listeners on one address: the second could never bind.
         let tcp = [
             ("listeners.plaintext.tcp", &p.tcp),
             ("listeners.pickle.tcp", &self.listeners.pickle.tcp),
             ("listeners.http.address", &self.listeners.http.address),
+            ("listeners.statsd.tcp", &self.listeners.statsd.tcp),
+            ("telemetry.address", &self.telemetry.address),
         ];
         for (i, (a, addr_a)) in tcp.iter().enumerate() {
             for (b, addr_b) in &tcp[i + 1..] {
@@ -1010,6 +1205,23 @@ impl Config {
                         return Err(ConfigError::invalid(
                             "listeners",
                             format!("{a} and {b} are both {x:?}: one TCP address, one listener"),
+                        ));
+                    }
+                }
+            }
+        }
+        let udp = [
+            ("listeners.plaintext.udp", &p.udp),
+            ("listeners.statsd.udp", &self.listeners.statsd.udp),
+            ("listeners.line_udp.udp", &self.listeners.line_udp.udp),
+        ];
+        for (i, (a, addr_a)) in udp.iter().enumerate() {
+            for (b, addr_b) in &udp[i + 1..] {
+                if let (Some(x), Some(y)) = (addr_a, addr_b) {
+                    if x.parse::<std::net::SocketAddr>().ok() == y.parse().ok() {
+                        return Err(ConfigError::invalid(
+                            "listeners",
+                            format!("{a} and {b} are both {x:?}: one UDP address, one listener"),
                         ));
                     }
                 }
@@ -1027,56 +1239,76 @@ impl Config {
             if !names.insert(out.name.clone()) {
                 return Err(ConfigError::invalid(section, "duplicate output name"));
             }
-            let url = reqwest::Url::parse(&out.url)
-                .map_err(|e| ConfigError::invalid(&section, format!("bad url: {e}")))?;
-            if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(ConfigError::invalid(
+            // The url is quoted with any password in it replaced by `***`.
+            let bad_url = |why: String| {
+                ConfigError::at(
                     &section,
-                    "url must be http:// or https://",
-                ));
+                    "url",
+                    format!("bad url {:?}: {why}", redact_url(&out.url)),
+                )
+            };
+            let url = reqwest::Url::parse(&out.url).map_err(|e| bad_url(e.to_string()))?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(bad_url("must be http:// or https://".into()));
             }
             if let Some(ca) = &out.tls_ca {
-                crate::tls::load_certs(ca)
-                    .map_err(|e| ConfigError::invalid(&section, format!("tls_ca: {e}")))?;
+                crate::tls::load_certs(ca).map_err(|e| ConfigError::at(&section, "tls_ca", e))?;
             }
-            if out.batch_size == 0 || out.max_in_flight == 0 || out.queue_points == 0 {
-                return Err(ConfigError::invalid(
-                    &section,
-                    "batch_size, max_in_flight and queue_points must be at least 1",
-                ));
+            for (key, zero) in [
+                ("batch_size", out.batch_size == 0),
+                ("max_in_flight", out.max_in_flight == 0),
+                ("queue_points", out.queue_points == 0),
+            ] {
+                if zero {
+                    return Err(ConfigError::at(
+                        &section,
+                        key,
+                        "batch_size, max_in_flight and queue_points must be at least 1",
+                    ));
+                }
             }
             if out.queue_bytes < 1 << 16 {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "queue_bytes",
                     "queue_bytes must be at least 65536",
                 ));
             }
             if out.queue_points < out.batch_size {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "queue_points",
                     "queue_points must be at least batch_size",
                 ));
             }
             if out.partition_queue_points > out.queue_points {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "partition_queue_points",
                     "partition_queue_points cannot exceed queue_points",
                 ));
             }
             if out.max_retry_time.is_zero() {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "max_retry_time",
                     "max_retry_time must be greater than zero",
                 ));
             }
-            if out.flush_interval.is_zero() || out.timeout.is_zero() {
-                return Err(ConfigError::invalid(
-                    &section,
-                    "flush_interval and timeout must be greater than zero",
-                ));
+            for (key, zero) in [
+                ("flush_interval", out.flush_interval.is_zero()),
+                ("timeout", out.timeout.is_zero()),
+            ] {
+                if zero {
+                    return Err(ConfigError::at(
+                        &section,
+                        key,
+                        "flush_interval and timeout must be greater than zero",
+                    ));
+                }
             }
             if out.api == InfluxApi::V2 && out.org.is_empty() {
-                return Err(ConfigError::invalid(&section, "api = \"v2\" needs org"));
+                return Err(ConfigError::at(&section, "api", "api = \"v2\" needs org"));
             }
         }
         for out in &self.outputs.graphite {
@@ -1091,8 +1323,9 @@ impl Config {
                 return Err(ConfigError::invalid(section, "duplicate output name"));
             }
             if out.destinations.is_empty() {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     &section,
+                    "destinations",
                     "needs at least one destination",
                 ));
             }
@@ -1113,7 +1346,7 @@ impl Config {
                 .iter()
                 .map(|d| {
                     d.parse::<crate::cluster::Destination>().map_err(|e| {
-                        ConfigError::invalid(&section, format!("destination {d:?}: {e}"))
+                        ConfigError::at(&section, "destinations", format!("destination {d:?}: {e}"))
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -1123,9 +1356,26 @@ impl Config {
                 out.replication,
                 out.diverse_replicas,
             )
-            .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
-            crate::translate::influx::InfluxToGraphite::new(&out.to_graphite_config())
-                .map_err(|e| ConfigError::invalid(&section, e.to_string()))?;
+            .map_err(|e| ConfigError::at(&section, "cluster", e.to_string()))?;
+            crate::translate::influx::InfluxToGraphite::new(&out.to_graphite_config()).map_err(
+                |e| {
+                    use crate::translate::influx::{InfluxTemplateError as E, TemplateLocation};
+                    let key = match &e {
+                        E::EmptyElement { location, .. }
+                        | E::Repeated { location, .. }
+                        | E::InvalidFormat { location, .. }
+                        | E::UnsupportedFilter { location, .. }
+                        | E::DuplicateDefault { location, .. } => match location {
+                            TemplateLocation::Default => "template",
+                            TemplateLocation::Entry(_) => "templates",
+                        },
+                        E::Prefix { .. } => "prefix",
+                        E::Separator { .. } => "separator",
+                        E::StrictRegex(_) => "strict_sanitize_regex",
+                    };
+                    ConfigError::at(&section, key, e.to_string())
+                },
+            )?;
             if !out.tls && (out.tls_ca.is_some() || out.tls_server_name.is_some()) {
                 return Err(ConfigError::invalid(
                     &section,
@@ -1142,13 +1392,32 @@ impl Config {
                 }
             }
         }
+        for out in &self.outputs.nats {
+            let section = format!("outputs.nats {:?}", out.name);
+            if out.name.is_empty() {
+                return Err(ConfigError::invalid(
+                    "outputs.nats",
+                    "every output needs a name",
+                ));
+            }
+            if !names.insert(out.name.clone()) {
+                return Err(ConfigError::invalid(section, "duplicate output name"));
+            }
+            out.validate()
+                .map_err(|e| ConfigError::invalid(&section, e))?;
+        }
+        self.listeners
+            .nats
+            .validate()
+            .map_err(|e| ConfigError::invalid("listeners.nats", e))?;
         self.graphite
             .templates()
-            .map_err(|e| ConfigError::invalid("graphite", e.to_string()))?;
+            .map_err(|e| ConfigError::at("graphite", "templates", e.to_string()))?;
         for (i, r) in self.rewrite.iter().enumerate() {
             if r.replace.chars().any(char::is_whitespace) {
-                return Err(ConfigError::invalid(
+                return Err(ConfigError::at(
                     format!("rewrite[{i}]"),
+                    "replace",
                     format!(
                         "replacement {:?} contains whitespace, which no Graphite name can hold",
                         r.replace
@@ -1156,8 +1425,14 @@ impl Config {
                 ));
             }
         }
-        self.router()
-            .map_err(|e| ConfigError::invalid("routes", e.to_string()))?;
+        self.router().map_err(route_error)?;
+        if !self.aggregation.rules.is_empty()
+            || self.aggregation.carbon_rules.is_some()
+            || !self.aggregate.is_empty()
+        {
+            self.aggregation(&crate::metrics::Metrics::new(), None)
+                .map_err(|e| ConfigError::invalid("aggregation", e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -1166,7 +1441,25 @@ impl Config {
         let influx = self.outputs.influxdb.iter().map(|o| o.name.as_str());
         influx
             .chain(self.outputs.graphite.iter().map(|o| o.name.as_str()))
+            .chain(self.outputs.nats.iter().map(|o| o.name.as_str()))
             .collect()
+    }
+
+    /// The aggregators of `[aggregation]` and `[[aggregate]]` (`None` without rules), taking
+    /// over the state of `previous`'s unchanged rules.
+    pub fn aggregation(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        previous: Option<&crate::aggregate::Aggregation>,
+    ) -> Result<Option<crate::aggregate::Aggregation>, crate::aggregate::AggregateError> {
+        let outputs: Vec<String> = self.output_names().iter().map(|s| s.to_string()).collect();
+        crate::aggregate::Aggregation::build(
+            &self.aggregation,
+            &self.aggregate,
+            &outputs,
+            metrics,
+            previous,
+        )
     }
 
     /// Cleansing, rewrites and routes compiled against the outputs.
@@ -1204,6 +1497,31 @@ impl GraphiteConfig {
             tags: self.tags.clone(),
         }
     }
+}
+
+/// A routing error as the key it is about: `routes[i]` / `rewrite[i]` and the key.
+fn route_error(e: crate::route::RouteError) -> ConfigError {
+    use crate::route::RouteError as E;
+    let (section, key) = match &e {
+        E::MatchAndPrefix { rule } => (format!("routes[{rule}]"), "prefix"),
+        E::NoMatch { rule } | E::Regex { rule, .. } => (format!("routes[{rule}]"), "match"),
+        E::EmptyPattern { rule, key } => (format!("routes[{rule}]"), *key),
+        E::UnknownOutput { rule, .. } | E::NoOutputs { rule } => {
+            (format!("routes[{rule}]"), "outputs")
+        }
+        E::DropWithOutputs { rule } => (format!("routes[{rule}]"), "drop"),
+        E::RewriteRegex { rule, .. } => (format!("rewrite[{rule}]"), "match"),
+        E::Replacement { rule, .. } => (format!("rewrite[{rule}]"), "replace"),
+        E::AllowedChars { .. } => ("graphite".to_owned(), "allowed_chars"),
+        E::EncodeNeedsIdna => ("graphite".to_owned(), "validation"),
+        _ => return ConfigError::invalid("routes", e.to_string()),
+    };
+    // The message without its own `routes[i]: ` prefix, which the section now says.
+    let text = e.to_string();
+    let message = text
+        .strip_prefix(&format!("{section}: "))
+        .map_or(text.clone(), str::to_owned);
+    ConfigError::at(section, key, message)
 }
 
 /// `${VAR}` and `${VAR:-default}` in the config text are replaced by the environment's values
@@ -1387,12 +1705,15 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "outputs.influxdb \"a\": batch_size, max_in_flight and queue_points must be at least 1"
+            "outputs.influxdb \"a\": batch_size (line 3): batch_size, max_in_flight and queue_points must be at least 1"
         );
         let e = Config::from_toml("[listeners.plaintext]\ntcp = \"nope\"\n", "t")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("listeners: bad address \"nope\""), "{e}");
+        assert!(
+            e.starts_with("listeners.plaintext: tcp (line 2): bad address \"nope\""),
+            "{e}"
+        );
         let e = Config::from_toml("[[outputs.influxdb]]\nname=\"a\"\nname2=1\n", "t")
             .unwrap_err()
             .to_string();
@@ -1406,7 +1727,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "rewrite[0]: replacement \"a b\" contains whitespace, which no Graphite name can hold"
+            "rewrite[0]: replace (line 3): replacement \"a b\" contains whitespace, which no Graphite name can hold"
         );
     }
 
@@ -1463,7 +1784,10 @@ mod tests {
         let e = Config::from_toml("[listeners.http]\nusers = [\"nocolon-secret\"]\n", "t")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "listeners.http: users[0] must be \"name:password\"");
+        assert_eq!(
+            e,
+            "listeners.http: users (line 2): users[0] must be \"name:password\""
+        );
         let e = Config::from_toml("[listeners.http]\ntls_cert = \"/nonexistent.pem\"\n", "t")
             .unwrap_err()
             .to_string();
@@ -1484,7 +1808,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "listeners.http: idle_timeout must be at least write_timeout (or 0s: never)"
+            "listeners.http: idle_timeout (line 2): idle_timeout must be at least write_timeout (or 0s: never)"
         );
         let e = Config::from_toml("[listeners.http]\nmetrics_auth = true\n", "t")
             .unwrap_err()
@@ -1499,6 +1823,38 @@ mod tests {
             "t",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key_and_its_line() {
+        let e = |text: &str| Config::from_toml(text, "t").unwrap_err().to_string();
+        assert_eq!(
+            e("[[outputs.influxdb]]\nname = \"a\"\n\n[[outputs.influxdb]]\nname = \"b\"\n\
+               url = \"http://admin:s3cret@[bad:8086\"\n"),
+            "outputs.influxdb \"b\": url (line 6): bad url \"http://***@[bad:8086\": invalid IPv6 address"
+        );
+        assert_eq!(
+            e("[[outputs.influxdb]]\nname = \"a\"\nurl = \"ftp://u:pw@h/\"\n"),
+            "outputs.influxdb \"a\": url (line 3): bad url \"ftp://u:***@h/\": must be http:// or https://"
+        );
+        // A default that does not fit: the section's own line.
+        assert_eq!(
+            e("[listeners.http]\naddress = \"127.0.0.1:1\"\n\n[[outputs.influxdb]]\nname = \"a\"\n\
+               api = \"v2\"\n"),
+            "outputs.influxdb \"a\": api (line 6): api = \"v2\" needs org"
+        );
+        assert_eq!(
+            e("[[outputs.graphite]]\nname = \"c\"\n"),
+            "outputs.graphite \"c\": destinations (line 1): needs at least one destination"
+        );
+        let r = e("[[outputs.graphite]]\nname = \"c\"\ndestinations = [\"127.0.0.1:1\"]\n\
+                   [[routes]]\nmatch = \"*\"\noutputs = [\"c\"]\n[[routes]]\nmatch = \"*\"\noutputs = [\"d\"]\n");
+        assert!(
+            r.starts_with("routes[1]: outputs (line 9): unknown output \"d\""),
+            "{r}"
+        );
+        let t = e("[graphite]\ntemplates = [\"a.b measurement.field.field\"]\n");
+        assert!(t.starts_with("graphite: templates (line 2): "), "{t}");
     }
 
     #[test]

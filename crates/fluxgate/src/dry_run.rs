@@ -74,14 +74,99 @@ pub fn describe(config: &Config) -> String {
                 tls_note(&l.http.tls_cert, &l.http.tls_client_ca)
             ),
         ),
+        (
+            "statsd udp",
+            &l.statsd.udp,
+            format!(
+                "flush_interval={:?} recv_buffer_bytes={}",
+                l.statsd.flush_interval, l.statsd.udp_receive_buffer
+            ),
+        ),
+        (
+            "statsd tcp",
+            &l.statsd.tcp,
+            format!(
+                "flush_interval={:?} max_line_bytes={} max_connections={} idle_timeout={:?}",
+                l.statsd.flush_interval,
+                l.statsd.max_line_bytes,
+                l.statsd.max_connections,
+                l.statsd.idle_timeout
+            ),
+        ),
+        (
+            "line udp",
+            &l.line_udp.udp,
+            format!(
+                "db={:?} rp={:?} precision={} batch_size={}",
+                l.line_udp.database,
+                l.line_udp.retention_policy,
+                l.line_udp.precision,
+                l.line_udp.batch_size
+            ),
+        ),
+        (
+            "telemetry",
+            &config.telemetry.address,
+            format!("/metrics metrics_auth={}", l.http.metrics_needs_auth()),
+        ),
     ] {
         if let Some(a) = addr {
             any = true;
             let _ = writeln!(s, "  {name:<14} {a}  ({extra})");
         }
     }
+    let n = &l.nats;
+    if n.enabled() {
+        any = true;
+        let servers: Vec<String> = n
+            .servers
+            .iter()
+            .map(|s| crate::config::redact_url(s))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {:<14} {}  (stream={:?} consumer={:?} filter_subject={:?} ack_wait={:?} max_ack_pending={} batch={}{})",
+            "nats",
+            servers.join(","),
+            n.stream,
+            n.consumer,
+            n.filter_subject,
+            n.ack_wait,
+            n.max_ack_pending,
+            n.batch,
+            if n.tls { " tls" } else { "" }
+        );
+    }
     if !any {
         s.push_str("  (none)\n");
+    }
+    if !config.inputs.is_empty() {
+        s.push_str("\ninputs:\n");
+    }
+    for p in &config.inputs.http_poll {
+        let _ = writeln!(
+            s,
+            "  http_poll {:?} {}  (interval={:?} timeout={:?} measurement={:?} sensors={})",
+            p.name,
+            crate::config::redact_url(&p.url),
+            p.interval,
+            p.timeout(),
+            p.measurement,
+            p.sensors.len()
+        );
+    }
+    if let Some(prefix) = &config.telemetry.graphite_prefix {
+        let _ = writeln!(
+            s,
+            "\ntelemetry: {}.* every {:?}{}",
+            crate::telemetry::expand_prefix(prefix, &crate::telemetry::hostname()),
+            config.telemetry.interval,
+            if config.telemetry.reset_counters {
+                " (counters reset each interval)"
+            } else {
+                ""
+            }
+        );
     }
     let g = &config.graphite;
     let _ = writeln!(
@@ -95,7 +180,7 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(s, "  {t}");
     }
     s.push_str("\noutputs:\n");
-    if config.outputs.influxdb.is_empty() && config.outputs.graphite.is_empty() {
+    if config.output_names().is_empty() {
         s.push_str("  (none: accepted points go nowhere)\n");
     }
     for o in &config.outputs.influxdb {
@@ -136,6 +221,33 @@ pub fn describe(config: &Config) -> String {
             o.name, o.protocol, o.cluster, o.replication, o.destinations, o.batch_size, o.queue_points, o.overflow, o.stall_timeout, o.buffer, o.template
         );
     }
+    for o in &config.outputs.nats {
+        let servers: Vec<String> = o
+            .servers
+            .iter()
+            .map(|s| crate::config::redact_url(s))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  nats {:?} {} stream={:?} (created if missing: subjects={:?} replicas={} max_bytes={}) subject={:?} partitions={} format={} batch_size={} max_message_bytes={} max_in_flight={} queue_points={} overflow={:?} max_retry_time={:?}{}",
+            o.name,
+            servers.join(","),
+            o.stream,
+            o.stream_subjects(),
+            o.replicas,
+            o.max_bytes,
+            o.subject,
+            o.partitions,
+            o.format.as_str(),
+            o.batch_size,
+            o.max_message_bytes,
+            o.max_in_flight,
+            o.queue_points,
+            o.overflow,
+            o.max_retry_time,
+            if o.tls { " tls" } else { "" }
+        );
+    }
     if config.routes.is_empty() {
         s.push_str("\nroutes: none, every output receives every point\n");
     } else {
@@ -162,7 +274,46 @@ pub fn describe(config: &Config) -> String {
     for (i, r) in config.rewrite.iter().enumerate() {
         let _ = writeln!(s, "  rewrite[{i}] {:?} -> {:?}", r.pattern, r.replace);
     }
+    describe_aggregation(config, &mut s);
     s
+}
+
+/// The aggregation rules `check` lists, in the order inputs meet them.
+fn describe_aggregation(config: &Config, s: &mut String) {
+    let a = &config.aggregation;
+    let inline = a.rules.len();
+    if a.carbon_rules.is_some() || inline > 0 {
+        let file = a
+            .carbon_rules
+            .as_ref()
+            .map_or(String::new(), |p| format!("{} and ", p.display()));
+        let _ = writeln!(
+            s,
+            "\naggregation (carbon-aggregator): rules from {file}{inline} inline, max_intervals={} forward_inputs={}",
+            a.max_intervals, a.forward_inputs
+        );
+    }
+    for (i, g) in config.aggregate.iter().enumerate() {
+        let computes: Vec<String> = g
+            .compute
+            .iter()
+            .map(|c| format!("{} -> {:?}", c.function, c.write_to))
+            .collect();
+        let to = g
+            .send_to
+            .as_ref()
+            .map_or("routes".to_owned(), |o| o.as_slice().join(", "));
+        let _ = writeln!(
+            s,
+            "  aggregate[{i}] match {:?} every {}s expire {}s timestamp {:?}: {} -> {to}{}",
+            g.pattern.as_slice(),
+            g.every.0,
+            g.expire.0,
+            g.timestamp,
+            computes.join(", "),
+            if g.stop { " (stop)" } else { "" }
+        );
+    }
 }
 
 /// ` tls (cert ..., client certificates required)` when a listener has TLS.
@@ -180,6 +331,12 @@ enum DryOutput {
     Graphite {
         name: String,
         cluster: crate::cluster::Cluster,
+        to_graphite: InfluxToGraphite,
+    },
+    Nats {
+        name: String,
+        format: crate::nats::Format,
+        subjects: crate::output::nats::Subjects,
         to_graphite: InfluxToGraphite,
     },
 }
@@ -237,6 +394,16 @@ pub fn run(
             )
             .map_err(|e| other(e.to_string()))?,
             to_graphite: InfluxToGraphite::new(&g.to_graphite_config())
+                .map_err(|e| other(e.to_string()))?,
+        });
+    }
+    for n in &config.outputs.nats {
+        outputs.push(DryOutput::Nats {
+            name: n.name.clone(),
+            format: n.format,
+            subjects: crate::output::nats::Subjects::new(&n.subject, n.partitions)
+                .map_err(other)?,
+            to_graphite: InfluxToGraphite::new(&n.to_graphite_config())
                 .map_err(|e| other(e.to_string()))?,
         });
     }
@@ -393,9 +560,48 @@ fn graphite_line(
                         .push((out_name.clone(), cluster.destinations()[d].to_string()));
                 }
             }
+            DryOutput::Nats {
+                name: out_name,
+                format,
+                subjects,
+                ..
+            } => {
+                let mut buf = Vec::new();
+                let made = match format {
+                    crate::nats::Format::Graphite => graphite_plaintext::encode_sample(
+                        path,
+                        sample.value,
+                        ns.div_euclid(1_000_000_000),
+                        &mut buf,
+                    )
+                    .is_ok(),
+                    crate::nats::Format::LineProtocol => templates
+                        .translator()
+                        .write_point(name, &tags, sample.value, ns, &mut buf)
+                        .is_ok(),
+                };
+                if made {
+                    o.destinations.push((
+                        out_name.clone(),
+                        nats_subject(*format, subjects, &Target::Default, &buf),
+                    ));
+                }
+            }
         }
     }
     o
+}
+
+/// `subject NAME` of the first line of `body`, as the NATS output computes it.
+fn nats_subject(
+    format: crate::nats::Format,
+    subjects: &crate::output::nats::Subjects,
+    target: &Target,
+    body: &[u8],
+) -> String {
+    let line = body.split(|&b| b == b'\n').next().unwrap_or_default();
+    let (m, series) = crate::output::nats::line_key(format, line);
+    format!("subject {}", subjects.subject(target, &m, series))
 }
 
 fn line_protocol_line(router: &Router, outputs: &[DryOutput], line: &str, now_ns: i64) -> Outcome {
@@ -450,6 +656,32 @@ fn line_protocol_line(router: &Router, outputs: &[DryOutput], line: &str, now_ns
                     for &d in &placed {
                         o.destinations
                             .push((name.clone(), cluster.destinations()[d].to_string()));
+                    }
+                }
+            }
+            DryOutput::Nats {
+                name,
+                format,
+                subjects,
+                to_graphite,
+            } => {
+                // An HTTP write's db and rp are the request's: shown as {db} = "(db)".
+                let target = Target::Explicit(Destination::new("(db)", "(rp)"));
+                match format {
+                    crate::nats::Format::LineProtocol => {
+                        let body = format!("{} {ns}", line.trim());
+                        o.destinations.push((
+                            name.clone(),
+                            nats_subject(*format, subjects, &target, body.as_bytes()),
+                        ));
+                    }
+                    crate::nats::Format::Graphite => {
+                        let mut buf = Vec::new();
+                        let _ = to_graphite.write_point(&point, ns, &mut buf);
+                        for l in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                            o.destinations
+                                .push((name.clone(), nats_subject(*format, subjects, &target, l)));
+                        }
                     }
                 }
             }

@@ -4,17 +4,22 @@
 //! InfluxDB points, and outputs batch, queue and deliver them with retries. Work moves in
 //! batches through bounded queues, never one message per metric.
 
+pub mod aggregate;
 pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod dry_run;
+pub mod import;
+pub mod input;
 pub mod listener;
 pub mod metrics;
+pub mod nats;
 pub mod output;
 pub mod pipeline;
 pub mod queue;
 pub mod route;
 pub mod statsd;
+pub mod telemetry;
 pub mod tls;
 pub mod translate;
 

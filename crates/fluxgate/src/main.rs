@@ -51,6 +51,16 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), e.g. `fluxgate man > /usr/share/man/man1/fluxgate.1`.
     Man,
+    /// Print a commented fluxgate config.toml that does what another relay's config does;
+    /// what cannot be carried over is listed (stderr and comments) and makes the exit
+    /// status 1 unless `--partial`.
+    Import {
+        /// Exit 0 even when some statements could not be imported.
+        #[arg(long, global = true)]
+        partial: bool,
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Inspect or act on the outputs' disk buffers (`buffer = "disk"`).
     Buffer {
         #[command(subcommand)]
@@ -62,6 +72,23 @@ enum Command {
         name_encoding: NameEncoding,
         names: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportSource {
+    /// A carbon-c-relay configuration file (its `include`s are followed).
+    #[command(name = "carbon-c-relay")]
+    CarbonCRelay { file: PathBuf },
+    /// carbon's carbon.conf, with its relay-rules.conf (RELAY_METHOD = rules) and
+    /// aggregation-rules.conf when they apply.
+    Carbon {
+        carbon_conf: PathBuf,
+        relay_rules: Option<PathBuf>,
+        aggregation_rules: Option<PathBuf>,
+    },
+    /// A Telegraf configuration: its Graphite socket/tcp listeners and its influxdb,
+    /// influxdb_v2 and graphite outputs.
+    Telegraf { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +171,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Buffer { action } => buffer_command(&cli.config, action),
+        Command::Import { partial, source } => import_command(source, partial),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -164,6 +192,44 @@ fn main() -> ExitCode {
             }
         }
         Command::Run => run(cli.config, cli.log_level),
+    }
+}
+
+fn import_command(source: ImportSource, partial: bool) -> ExitCode {
+    use fluxgate::import;
+    let result = match &source {
+        ImportSource::CarbonCRelay { file } => import::c_relay::import(file),
+        ImportSource::Carbon {
+            carbon_conf,
+            relay_rules,
+            aggregation_rules,
+        } => import::carbon::import(
+            carbon_conf,
+            relay_rules.as_deref(),
+            aggregation_rules.as_deref(),
+        ),
+        ImportSource::Telegraf { file } => import::telegraf::import(file),
+    };
+    match result {
+        Ok(imported) => {
+            print!("{}", imported.config);
+            for p in &imported.problems {
+                eprintln!("{p}");
+            }
+            if imported.problems.is_empty() || partial {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "error: {} statement(s) not imported (--partial accepts the config without them)",
+                    imported.problems.len()
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -49,6 +49,30 @@ pub struct Metrics {
     /// Records and bytes in an output's disk buffer.
     pub buffer_records: IntGaugeVec,
     pub buffer_bytes: IntGaugeVec,
+    /// JetStream messages a NATS listener handled, by outcome: `received`, `redelivered`
+    /// (delivered before, to this or another deliverer), `acked`, `ack_failed`, `bad`.
+    pub nats_messages: IntCounterVec,
+    /// Datagrams the kernel dropped on a UDP listener's socket (its receive buffer was full).
+    pub udp_receive_drops: IntCounterVec,
+    /// Per Graphite destination: points written, given up on, and waiting.
+    pub destination_sent: IntCounterVec,
+    pub destination_dropped: IntCounterVec,
+    pub destination_queue: IntGaugeVec,
+    /// `[[inputs.http_poll]]`: cycles run, cycles or parameters that failed (by reason), and
+    /// cycles skipped because the one before outlasted the interval.
+    pub poll_cycles: IntCounterVec,
+    pub poll_errors: IntCounterVec,
+    pub poll_missed_cycles: IntCounterVec,
+    /// Input values taken into an aggregate bucket, per aggregator (`carbon`, or an
+    /// `[[aggregate]]`'s name).
+    pub aggregate_received: IntCounterVec,
+    /// Aggregate datapoints produced (each goes into the pipeline like a received point).
+    pub aggregate_emitted: IntCounterVec,
+    /// Input values an aggregator could not take, by reason: `late`, `too_early`,
+    /// `max_series`, `max_values`.
+    pub aggregate_dropped: IntCounterVec,
+    /// Aggregate series held.
+    pub aggregate_series: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -154,6 +178,11 @@ impl Metrics {
             "Bytes of an output's disk buffer on disk.",
             &["output"],
         );
+        let nats_messages = counter(
+            "fluxgate_nats_messages_total",
+            "JetStream messages a NATS listener handled, by outcome.",
+            &["outcome"],
+        );
         let destination_up = gauge(
             "fluxgate_destination_up",
             "1 while a Graphite output is connected to the destination, else 0.",
@@ -187,7 +216,66 @@ impl Metrics {
         registry
             .register(Box::new(write_latency.clone()))
             .expect("unique metric");
+        let udp_receive_drops = counter(
+            "fluxgate_udp_receive_drops_total",
+            "Datagrams the kernel dropped on a UDP listener's socket because its receive buffer was full.",
+            &["listener"],
+        );
+        let destination_sent = counter(
+            "fluxgate_destination_sent_points_total",
+            "Points written to one destination of a Graphite output.",
+            &["output", "destination"],
+        );
+        let destination_dropped = counter(
+            "fluxgate_destination_dropped_total",
+            "Points one destination of a Graphite output gave up on.",
+            &["output", "destination"],
+        );
+        let destination_queue = gauge(
+            "fluxgate_destination_queue_points",
+            "Points queued for one destination of a Graphite output.",
+            &["output", "destination"],
+        );
+        let poll_cycles = counter(
+            "fluxgate_poll_cycles_total",
+            "Poll cycles an input ran.",
+            &["input"],
+        );
+        let poll_errors = counter(
+            "fluxgate_poll_errors_total",
+            "Poll cycles that sent nothing, or tracked parameters left out of a point, by reason.",
+            &["input", "reason"],
+        );
+        let poll_missed_cycles = counter(
+            "fluxgate_poll_missed_cycles_total",
+            "Poll cycles skipped because the cycle before outlasted the interval.",
+            &["input"],
+        );
+        let aggregate_received = counter(
+            "fluxgate_aggregate_received_total",
+            "Input values taken into an aggregate bucket.",
+            &["aggregator"],
+        );
+        let aggregate_emitted = counter(
+            "fluxgate_aggregate_emitted_total",
+            "Aggregate datapoints produced.",
+            &["aggregator"],
+        );
+        let aggregate_dropped = counter(
+            "fluxgate_aggregate_dropped_total",
+            "Input values an aggregator could not take, by reason.",
+            &["aggregator", "reason"],
+        );
+        let aggregate_series = gauge(
+            "fluxgate_aggregate_series",
+            "Aggregate series held by an aggregator.",
+            &["aggregator"],
+        );
         Self {
+            aggregate_received,
+            aggregate_emitted,
+            aggregate_dropped,
+            aggregate_series,
             registry,
             received,
             rejected,
@@ -205,7 +293,20 @@ impl Metrics {
             buffer_repaired,
             buffer_records,
             buffer_bytes,
+            nats_messages,
+            udp_receive_drops,
+            destination_sent,
+            destination_dropped,
+            destination_queue,
+            poll_cycles,
+            poll_errors,
+            poll_missed_cycles,
         }
+    }
+
+    /// Every metric as gathered now, for the Graphite telemetry.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 
     /// The Prometheus text exposition of every metric.

@@ -28,6 +28,10 @@ pub struct Pipeline {
     pub templates: Arc<TemplateSet>,
     pub config: Arc<Config>,
     pub metrics: Metrics,
+    /// `[aggregation]` and `[[aggregate]]`, when configured: offered every Graphite point
+    /// after rewriting, before routing. Its state outlives a reload (the successor takes over
+    /// the unchanged rules' buckets).
+    pub aggregation: Option<Arc<crate::aggregate::Aggregation>>,
 }
 
 /// How a submitted batch fared across outputs.
@@ -113,6 +117,8 @@ pub struct Batch {
     lp: Vec<u8>,
     plain: Vec<u8>,
     names: NameScratch,
+    /// The name after the `stage = "post"` rewrites.
+    post: String,
     routed: OutputSet,
     points: usize,
 }
@@ -126,6 +132,7 @@ impl Batch {
             lp: Vec::new(),
             plain: Vec::new(),
             names: NameScratch::default(),
+            post: String::new(),
             routed: OutputSet::default(),
             points: 0,
         }
@@ -230,6 +237,60 @@ impl Batch {
             .router
             .normalize(path, names)
             .map_err(Reject::Name)?;
+        if let Some(aggregation) = &pipeline.aggregation {
+            let seconds = timestamp_ns.div_euclid(1_000_000_000);
+            if !aggregation.offer(path, value, seconds) {
+                // Taken by an aggregator (`stop`, or carbon's rules not forwarding it).
+                self.points += 1;
+                return Ok(());
+            }
+        }
+        let mut post = std::mem::take(&mut self.post);
+        let result = {
+            let path = pipeline.router.rewrite_post(path, &mut post);
+            self.add_routed(pipeline, tr, path, value, timestamp_ns, None)
+        };
+        self.post = post;
+        result
+    }
+
+    /// An aggregate produced by [`crate::aggregate`]: routed (or sent to `send_to`) like a
+    /// received Graphite point, without cleansing, rewriting or aggregating it again.
+    pub fn add_aggregate(
+        &mut self,
+        pipeline: &Pipeline,
+        tr: &mut Translator<'_>,
+        aggregate: &crate::aggregate::Emitted,
+    ) -> Result<(), Reject> {
+        self.prepare(pipeline);
+        if aggregate.value.is_nan() {
+            return Err(Reject::Translate(TranslateError::NaN));
+        }
+        let ns = aggregate
+            .timestamp
+            .checked_mul(1_000_000_000)
+            .ok_or(Reject::Translate(TranslateError::NaN))?;
+        self.add_routed(
+            pipeline,
+            tr,
+            &aggregate.name,
+            aggregate.value,
+            ns,
+            aggregate.send_to,
+        )
+    }
+
+    /// Routes a final name (or takes `send_to`, output indices) and writes it in each
+    /// routed output's form.
+    fn add_routed(
+        &mut self,
+        pipeline: &Pipeline,
+        tr: &mut Translator<'_>,
+        path: &str,
+        value: f64,
+        timestamp_ns: i64,
+        send_to: Option<u64>,
+    ) -> Result<(), Reject> {
         // Tagged series are checked whatever the outputs, so every sender sees one rule.
         let tagged;
         let tagged_name = if std::ptr::eq(path, sent_path) {
@@ -246,7 +307,17 @@ impl Batch {
         } else {
             (path, Vec::new())
         };
-        if !self.route(pipeline, path, Origin::Graphite) {
+        let routed = match send_to {
+            Some(bits) => {
+                self.routed.clear();
+                for i in (0..pipeline.outputs.len()).filter(|i| bits & (1 << i) != 0) {
+                    self.routed.insert(i);
+                }
+                !self.routed.is_empty()
+            }
+            None => self.route(pipeline, path, Origin::Graphite),
+        };
+        if !routed {
             // Valid, and sent nowhere on purpose: received, and counted as unrouted.
             self.points += 1;
             return Ok(());
@@ -387,6 +458,36 @@ impl Batch {
         if self.points == 0 {
             return Submitted::default();
         }
+        let work = self.take_work(pipeline, target);
+        Self::dispatch(ctx, work, wait).await
+    }
+
+    /// As [`Batch::submit`] with [`Wait::Partial`], every part carrying `ticket`: its last
+    /// drop, once every output delivered (or fsynced, or gave up on and counted) its part,
+    /// acknowledges the message the batch came from (the NATS listener).
+    pub async fn submit_tracked(
+        &mut self,
+        ctx: &ListenerCtx,
+        pipeline: &Pipeline,
+        target: &Target,
+        ticket: Arc<crate::queue::Ticket>,
+    ) -> Submitted {
+        let mut work = self.take_work(pipeline, target);
+        for (_, chunks) in &mut work {
+            for c in chunks {
+                c.tickets.push(ticket.clone());
+            }
+        }
+        drop(ticket);
+        submit_partial(ctx, work).await
+    }
+
+    /// Each output's part as a chunk, the buffers emptied for the next batch.
+    fn take_work(
+        &mut self,
+        pipeline: &Pipeline,
+        target: &Target,
+    ) -> Vec<(Arc<dyn Output>, Vec<Chunk>)> {
         self.points = 0;
         let mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)> = Vec::new();
         for (i, o) in pipeline.outputs.iter().enumerate() {
@@ -402,6 +503,14 @@ impl Batch {
             let body = Bytes::from(std::mem::take(buf));
             work.push((o.clone(), vec![Chunk::new(target.clone(), body, points)]));
         }
+        work
+    }
+
+    async fn dispatch(
+        ctx: &ListenerCtx,
+        work: Vec<(Arc<dyn Output>, Vec<Chunk>)>,
+        wait: Wait,
+    ) -> Submitted {
         match wait {
             Wait::Partial => submit_partial(ctx, work).await,
             Wait::AllOrNothing(limit) => submit_all_or_nothing(ctx, work, limit, Ack::Queued).await,

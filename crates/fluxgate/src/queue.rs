@@ -74,6 +74,12 @@ impl Budget {
         Self::build(max_points, max_bytes, Some(self.clone()), room, None)
     }
 
+    /// A share of this budget whose own points also move `gauge` (a per-destination figure).
+    pub fn child_with_gauge(&self, max_points: usize, max_bytes: usize, gauge: IntGauge) -> Self {
+        let room = self.inner.room.clone();
+        Self::build(max_points, max_bytes, Some(self.clone()), room, Some(gauge))
+    }
+
     fn build(
         max_points: usize,
         max_bytes: usize,

@@ -151,6 +151,28 @@ pub struct RewriteConfig {
     /// The replacement (`into` is accepted too, carbon-c-relay's word).
     #[serde(alias = "into")]
     pub replace: String,
+    /// `pre` (default): before aggregation and routing. `post`: after aggregation, on the
+    /// inputs that go on to the routes, not on aggregates (carbon's rewrite-rules.conf
+    /// `[post]`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stage: RewriteStage,
+    /// Replace every match, not only the first (carbon's rewrite rules are Python's
+    /// `re.sub`, which replaces all).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub replace_all: bool,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// When a `[[rewrite]]` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RewriteStage {
+    #[default]
+    Pre,
+    Post,
 }
 
 /// How Graphite names are cleansed on arrival (`[graphite] validation`).
@@ -378,16 +400,75 @@ enum Piece {
     Group { index: usize, case: Case },
 }
 
+/// A regex and its replacement, carbon-c-relay's `rewrite` (and `aggregate ... write to`).
 #[derive(Debug)]
-struct Rewrite {
+pub(crate) struct Rewrite {
     regex: Regex,
     pieces: Vec<Piece>,
+    /// Every match, not only the first.
+    all: bool,
 }
 
 impl Rewrite {
+    /// `replace` checked against `regex` (a reference to a group it lacks is an error).
+    pub(crate) fn new(regex: Regex, replace: &str) -> Result<Self, String> {
+        let pieces = parse_replacement(replace, &regex)?;
+        Ok(Self {
+            regex,
+            pieces,
+            all: false,
+        })
+    }
+
+    /// Writes `name` with the first match replaced into `out`; false when nothing matched.
+    pub(crate) fn rewrite_into(&self, name: &str, out: &mut String) -> bool {
+        self.apply(name, out, false)
+    }
+
     /// Rewrites the current name — `scratch` when `in_scratch`, else `name` — into `scratch`.
     /// Returns whether the rule matched (when it did not, nothing was touched).
     fn apply(&self, name: &str, scratch: &mut String, in_scratch: bool) -> bool {
+        if self.all {
+            return self.apply_all(name, scratch, in_scratch);
+        }
+        self.apply_first(name, scratch, in_scratch)
+    }
+
+    /// Python's `re.sub`: every non-overlapping match replaced (the tags kept).
+    fn apply_all(&self, name: &str, scratch: &mut String, in_scratch: bool) -> bool {
+        let current: &str = if in_scratch { scratch } else { name };
+        let plen = path_len(current);
+        let path = &current[..plen];
+        if !self.regex.is_match(path) {
+            return false;
+        }
+        let mut out = String::with_capacity(current.len());
+        let mut last = 0;
+        for caps in self.regex.captures_iter(path) {
+            let m = caps.get(0).expect("group 0 always takes part");
+            out.push_str(&path[last..m.start()]);
+            for piece in &self.pieces {
+                match piece {
+                    Piece::Literal(text) => out.push_str(text),
+                    Piece::Group { index, case } => {
+                        if let Some(g) = caps.get(*index) {
+                            match case {
+                                Case::Keep => out.push_str(g.as_str()),
+                                Case::Lower => out.push_str(&g.as_str().to_ascii_lowercase()),
+                                Case::Upper => out.push_str(&g.as_str().to_ascii_uppercase()),
+                            }
+                        }
+                    }
+                }
+            }
+            last = m.end();
+        }
+        out.push_str(&current[last..]);
+        *scratch = out;
+        true
+    }
+
+    fn apply_first(&self, name: &str, scratch: &mut String, in_scratch: bool) -> bool {
         let current: &str = if in_scratch { scratch } else { name };
         let path = &current[..path_len(current)];
         if !self.regex.is_match(path) {
@@ -481,6 +562,27 @@ fn parse_replacement(replace: &str, regex: &Regex) -> Result<Vec<Piece>, String>
                             ))
                         }
                     }
+                }
+                // Python's `\g<name>` / `\g<1>` (carbon's rewrite rules).
+                Some('g') if chars.peek() == Some(&'<') => {
+                    chars.next();
+                    let mut name = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('>') => break,
+                            Some(c) => name.push(c),
+                            None => return Err("`\\g<` is not closed by `>`".to_owned()),
+                        }
+                    }
+                    let index = if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+                        name.parse().unwrap_or(usize::MAX)
+                    } else {
+                        regex
+                            .capture_names()
+                            .position(|n| n == Some(name.as_str()))
+                            .ok_or_else(|| format!("the regex has no group named {name:?}"))?
+                    };
+                    group(&mut literal, index, Case::Keep)?;
                 }
                 // `\\` is a backslash; `\.` and the like are the character itself.
                 Some(other) => literal.push(other),
@@ -809,6 +911,8 @@ impl fmt::Display for RouteDescription {
 pub struct Router {
     cleanser: Cleanser,
     rewrites: Vec<Rewrite>,
+    /// `stage = "post"`: after aggregation.
+    post_rewrites: Vec<Rewrite>,
     rules: Vec<Rule>,
     outputs: Vec<String>,
     all: u64,
@@ -849,9 +953,21 @@ impl Router {
                         message,
                     }
                 })?;
-                Ok(Rewrite { regex, pieces })
+                Ok((
+                    r.stage,
+                    Rewrite {
+                        regex,
+                        pieces,
+                        all: r.replace_all,
+                    },
+                ))
             })
             .collect::<Result<Vec<_>, RouteError>>()?;
+        let (pre, post): (Vec<_>, Vec<_>) = rewrites
+            .into_iter()
+            .partition(|(stage, _)| *stage == RewriteStage::Pre);
+        let rewrites = pre.into_iter().map(|(_, r)| r).collect();
+        let post_rewrites = post.into_iter().map(|(_, r)| r).collect();
         let rules = routes
             .iter()
             .enumerate()
@@ -865,6 +981,7 @@ impl Router {
         Ok(Self {
             cleanser,
             rewrites,
+            post_rewrites,
             rules,
             outputs,
             all,
@@ -983,6 +1100,24 @@ impl Router {
         } else {
             name
         }
+    }
+
+    /// The `stage = "post"` rewrites, after aggregation: `name` itself when none applies.
+    pub fn rewrite_post<'a>(&self, name: &'a str, scratch: &'a mut String) -> &'a str {
+        let mut in_scratch = false;
+        for rewrite in &self.post_rewrites {
+            in_scratch |= rewrite.apply(name, scratch, in_scratch);
+        }
+        if in_scratch {
+            scratch
+        } else {
+            name
+        }
+    }
+
+    /// Whether any `stage = "post"` rewrite is configured.
+    pub fn has_post_rewrites(&self) -> bool {
+        !self.post_rewrites.is_empty()
     }
 
     /// Cleansing then rewriting, as a Graphite name arrives. A name that rewriting empties

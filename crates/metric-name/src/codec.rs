@@ -145,7 +145,7 @@ fn to_ascii(label: &[u32], work: &mut Work) -> Result<(), LabelError> {
         return Err(LabelError::EmptyOrTooLong);
     }
     ascii.push_str("xn--");
-    punycode::encode(source, ascii);
+    punycode::encode_label(source, ascii);
     if ascii.len() >= 64 {
         return Err(LabelError::EmptyOrTooLong);
     }
@@ -166,7 +166,7 @@ fn to_unicode(label: &str, out: &mut String, work: &mut Work) -> Result<(), Labe
         out.push_str(label);
         return Ok(());
     };
-    let decoded = punycode::decode(encoded).map_err(LabelError::Punycode)?;
+    let decoded = punycode::decode_label(encoded).map_err(LabelError::Punycode)?;
     to_ascii(&decoded, work)?;
     // `label` is ASCII here: punycode decoding checked every byte after the prefix.
     if !label.eq_ignore_ascii_case(&work.ascii)

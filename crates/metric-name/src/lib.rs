@@ -23,6 +23,30 @@
 //! variants append to a caller's buffer for building whole paths without a string per
 //! segment.
 //!
+//! # What comes from crates, and what stays hand-written
+//!
+//! - Percent-encoding is `percent-encoding`: one `AsciiSet` (`NON_ALPHANUMERIC` minus
+//!   `_ - ~ /`) is `quote(safe='/')` and the `.` → `%2E` step at once, and `percent_decode`
+//!   per ASCII run is `unquote`. Hand-written: the all-safe fast-path check (the crate keeps
+//!   set membership private; a test checks it against the set on all 256 bytes) and the
+//!   input offsets of decoded bytes for error messages (the crate reports none). Measured
+//!   on 5,000,000 segments that need escaping (`db<i>.example.com:<n>/x y`, 136 MB; the
+//!   all-safe fast path does not reach `quote`), medians of three runs in one process,
+//!   release build: the former hand-written loop 0.36 CPU-s (233 MB/s), the crate 0.42 CPU-s
+//!   (198 MB/s) on a loaded 2-core machine. The crate was kept: about 12 CPU-ns more per
+//!   escaped segment, on the slow path only.
+//! - Punycode of IDNA labels (under 60 code points) is `idna`'s punycode module, in both
+//!   directions; a decode the crate refuses is answered by the transcription of Python's
+//!   `punycode` codec, which says why in Python's words and decodes what the crate does not
+//!   (a lone surrogate; a label whose only `-` is its first byte, which Python reads as the
+//!   delimiter and the crate as a digit). The `punycode` encoding (aiographite 0.2) has no
+//!   length limit, and there the crate is quadratic: 50,000 CJK characters encode in 5.27 s
+//!   with `idna` against 19 ms with the O(n log n) transcription, 50,000 `a`s decode in
+//!   1.63 s against 32 ms; so that encoding keeps the transcription.
+//! - The nameprep tables stay generated from CPython's Unicode 3.2 data:
+//!   `unicode-normalization` differs from Python's `unicodedata.ucd_3_2_0` on
+//!   633 characters.
+//!
 //! ```
 //! use metric_name::{decode, encode, join};
 //!

@@ -1,14 +1,32 @@
-//! `urllib.parse.quote` / `unquote` with exactly Python's edge cases.
+//! `urllib.parse.quote` / `unquote` with exactly Python's edge cases, on `percent-encoding`.
 //!
 //! The GraphiteEncoder quotes the IDNA (or punycode) output, which is always ASCII, with the
 //! default `safe='/'`, then replaces `.` by `%2E` because `.` separates Graphite path
-//! components. Both steps collapse into one table: a byte is kept when `quote` keeps it and
-//! it is not `.`.
+//! components. Both steps collapse into one `AsciiSet`, [`SEGMENT`]: a byte is kept when
+//! `quote` keeps it and it is not `.`.
+//!
+//! Decoding is `percent_decode` per maximal ASCII run, as Python's `unquote` splits its
+//! input. What stays hand-written is what the crate does not offer: [`is_kept`], the
+//! encoder's all-safe fast path as branch-free arithmetic (the crate's set membership is
+//! private; tests check it against [`SEGMENT`] on every byte), and [`unquote_offsets`], the
+//! input offset of every decoded byte, which an error message needs and the crate does not
+//! report.
 
 use std::borrow::Cow;
 
+use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// What `quote(s, safe='/')` followed by `.replace('.', '%2E')` encodes: every byte but
+/// `A-Z a-z 0-9 _ - ~ /` (non-ASCII bytes always are).
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'-')
+    .remove(b'~')
+    .remove(b'/');
+
 /// Bytes that come out of the encoder unchanged: `quote`'s always-safe set
 /// (`A-Z a-z 0-9 _ . - ~`) plus its default `safe='/'`, minus `.`.
+#[cfg(test)]
 pub(crate) static KEEP: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
@@ -31,41 +49,26 @@ pub(crate) fn is_kept(b: u8) -> bool {
         | (b == b'/')
 }
 
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
 /// Appends `quote(s.encode()).replace('.', '%2E')`.
 ///
-/// Runs of kept bytes are copied in one go: relay traffic is mostly letters and digits.
-/// (Callers pass ASCII; a non-ASCII character would come out as its percent-encoded UTF-8
-/// bytes, as `quote` does.)
+/// (Callers pass ASCII; a non-ASCII character comes out as its percent-encoded UTF-8 bytes,
+/// as `quote` does.)
 pub(crate) fn quote_into(s: &str, out: &mut String) {
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && KEEP[usize::from(bytes[i])] {
-            i += 1;
-        }
-        if i > start {
-            // Both ends sit next to ASCII bytes, hence on character boundaries.
-            out.push_str(&s[start..i]);
-        }
-        if i < bytes.len() {
-            let b = bytes[i];
-            out.push('%');
-            out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
-            out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));
-            i += 1;
-        }
-    }
+    out.extend(utf8_percent_encode(s, SEGMENT));
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+/// For each byte `percent_decode(run)` yields, its offset in the input (`run` starts at
+/// `base`): `%` and two hex digits make one byte, anything else is itself (the crate's rule,
+/// and Python's).
+fn source_offsets(run: &[u8], base: usize, out: &mut Vec<usize>) {
+    let mut j = 0;
+    while j < run.len() {
+        out.push(base + j);
+        let escape = run[j] == b'%'
+            && j + 2 < run.len()
+            && run[j + 1].is_ascii_hexdigit()
+            && run[j + 2].is_ascii_hexdigit();
+        j += if escape { 3 } else { 1 };
     }
 }
 
@@ -102,23 +105,13 @@ fn unquote_impl(s: &str, mut map: Option<&mut Vec<usize>>) -> String {
             i += 1;
         }
         if i > start {
+            let run = &bytes[start..i];
             raw.clear();
-            raw_at.clear();
-            let mut j = start;
-            while j < i {
-                let b = bytes[j];
-                if b == b'%' && j + 2 < i {
-                    if let (Some(hi), Some(lo)) = (hex_value(bytes[j + 1]), hex_value(bytes[j + 2]))
-                    {
-                        raw.push(hi << 4 | lo);
-                        raw_at.push(j);
-                        j += 3;
-                        continue;
-                    }
-                }
-                raw.push(b);
-                raw_at.push(j);
-                j += 1;
+            raw.extend(percent_decode(run));
+            if map.is_some() {
+                raw_at.clear();
+                source_offsets(run, start, &mut raw_at);
+                debug_assert_eq!(raw_at.len(), raw.len());
             }
             let mut k = 0;
             for chunk in raw.utf8_chunks() {
@@ -163,6 +156,14 @@ mod tests {
     fn arithmetic_and_table_agree() {
         for b in 0..=255u8 {
             assert_eq!(is_kept(b), KEEP[usize::from(b)], "{b:#x}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_table_is_the_crate_set() {
+        for b in 0..=255u8 {
+            let encoded = percent_encoding::percent_encode(&[b], SEGMENT).to_string();
+            assert_eq!(encoded.len() == 1, KEEP[usize::from(b)], "{b:#x}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! The InfluxDB-compatible HTTP listener: `/write`, `/api/v2/write`, `/ping`, `/query`,
-//! `/health`, `/metrics`.
+//! `/health`, `/metrics`, and the v2 reads (`/api/v2/query`, `/api/v2/buckets`, `/ready`,
+//! `/api/v2/health`; see [`v2_read`]).
 //!
 //! Served by hyper directly (not `axum::serve`) for two reasons: header names go out in
 //! title case (`X-Influxdb-Version`), because some clients (aioinflux) read them from a
@@ -38,6 +39,9 @@ use crate::{
     warn_limited,
 };
 
+mod v2_read;
+pub use v2_read::FLUX_REFUSED;
+
 /// What `/ping` and every response report as the server version. InfluxDB clients parse it
 /// (some switch behaviour on the major version), so it names the 1.x API fluxgate speaks.
 const INFLUXDB_VERSION: &str = "1.8.10";
@@ -75,10 +79,53 @@ pub async fn serve(
         .route("/query", any(query))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/v2/query", post(v2_read::query_v2))
+        .route("/api/v2/buckets", any(v2_read::buckets))
+        .route("/ready", get(v2_read::ready))
+        .route("/api/v2/health", get(v2_read::health_v2))
         .fallback(not_found)
         .layer(axum::middleware::map_response(influx_headers))
         .layer(axum::middleware::from_fn(v1_error_dialect))
         .with_state(state);
+    serve_router(listener, ctx, router, slots, timeouts, tls, tracker).await
+}
+
+/// `/metrics` (and `/health`) alone, on `[telemetry] address`: a gateway without the HTTP
+/// listener stays observable. The credentials and `metrics_auth` of `[listeners.http]`
+/// apply, as they do to its `/metrics`; the connection limits and timeouts too.
+pub async fn serve_metrics(
+    listener: Arc<TcpListener>,
+    ctx: Arc<ListenerCtx>,
+    cfg: HttpListener,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let timeouts = Timeouts {
+        header: cfg.header_timeout,
+        idle: cfg.idle_timeout,
+    };
+    let state = Arc::new(HttpState {
+        ctx: ctx.clone(),
+        auth: Auth::new(&cfg),
+        cfg,
+    });
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state);
+    serve_router(listener, ctx, router, slots, timeouts, None, tracker).await
+}
+
+async fn serve_router(
+    listener: Arc<TcpListener>,
+    ctx: Arc<ListenerCtx>,
+    router: Router,
+    slots: Arc<Semaphore>,
+    timeouts: Timeouts,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tracker: TaskTracker,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -945,7 +992,7 @@ fn written_as_sent<'b>(
 /// (it parsed, so it is valid line protocol); only the timestamp is rewritten, or added with
 /// the time of receipt when the line had none, so a point that waits in a queue keeps the
 /// time it was written, not the time of a late retry.
-fn append_point(
+pub(crate) fn append_point(
     p: &line_protocol::ParsedLine<'_>,
     precision: line_protocol::Precision,
     now: i64,

@@ -17,17 +17,22 @@ use crate::{
 };
 
 mod auth;
+mod flux;
 pub(crate) mod graphite;
 pub mod http;
 mod influxql;
+pub mod line_udp;
+pub mod nats;
 pub mod pickle;
 pub mod plaintext;
 pub mod statsd;
+pub mod udp;
 
 /// What every connection task of one listener shares.
 #[derive(Debug)]
 pub struct ListenerCtx {
-    /// The `listener` label: `plaintext_tcp`, `plaintext_udp`, `pickle`, `http`, `statsd`.
+    /// The `listener` label: `plaintext_tcp`, `plaintext_udp`, `pickle`, `http`, `statsd`,
+    /// `line_udp`, `telemetry`.
     pub name: &'static str,
     pipeline: watch::Receiver<Arc<Pipeline>>,
     pub metrics: Metrics,

@@ -51,43 +51,69 @@ use crate::{
 /// One disk-buffer record the points of a permit came from. Dropping the last clone
 /// acknowledges the record, unless the log was frozen (shutdown deadline): then it stays for
 /// the next start.
+///
+/// A ticket can also stand for a message read from elsewhere ([`Ticket::on_done`], a NATS
+/// message): its last drop then acknowledges that message.
 pub struct Ticket {
-    shared: Arc<DiskShared>,
-    id: RecordId,
+    record: Option<(Arc<DiskShared>, RecordId)>,
+    done: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Ticket({}, {})", self.shared.name, self.id)
+        match &self.record {
+            Some((shared, id)) => write!(f, "Ticket({}, {})", shared.name, id),
+            None => write!(f, "Ticket(message)"),
+        }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.shared.frozen.load(Ordering::SeqCst) {
+        if let Some(done) = self.done.get_mut().ok().and_then(Option::take) {
+            done();
+        }
+        let Some((shared, id)) = &self.record else {
+            return;
+        };
+        if shared.frozen.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(e) = self.shared.buffer.ack(self.id) {
-            warn!(output = %self.shared.name, "cannot acknowledge a buffered record: {e}");
+        if let Err(e) = shared.buffer.ack(*id) {
+            warn!(output = %shared.name, "cannot acknowledge a buffered record: {e}");
         }
-        self.shared.room.notify_waiters();
+        shared.room.notify_waiters();
     }
 }
 
 impl Ticket {
+    fn record(shared: Arc<DiskShared>, id: RecordId) -> Self {
+        Self {
+            record: Some((shared, id)),
+            done: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A ticket that runs `done` once its last clone is dropped: every point that carried
+    /// it was delivered, or given up on and counted.
+    pub fn on_done(done: impl FnOnce() + Send + 'static) -> Self {
+        Self {
+            record: None,
+            done: std::sync::Mutex::new(Some(Box::new(done))),
+        }
+    }
+
     /// Keeps points the delivering output gave up on in the dead-letter log. True when
-    /// they were kept.
+    /// they were kept; false for a ticket that is not a disk-buffer record.
     pub fn dead_letter(&self, target: &Target, body: &[u8], points: usize) -> bool {
+        let Some((shared, _)) = &self.record else {
+            return false;
+        };
         let record = encode(target, points, body);
-        match self
-            .shared
-            .dead
-            .append(&record)
-            .and_then(|_| self.shared.dead.sync())
-        {
+        match shared.dead.append(&record).and_then(|_| shared.dead.sync()) {
             Ok(_) => true,
             Err(e) => {
-                error!(output = %self.shared.name, points, "cannot keep points in the dead-letter buffer: {e}");
+                error!(output = %shared.name, points, "cannot keep points in the dead-letter buffer: {e}");
                 false
             }
         }
@@ -351,7 +377,8 @@ impl Output for DiskBuffered {
             target: chunk.target,
             body: chunk.body,
             points: chunk.points,
-            permit: Permit::default(),
+            // Tickets of messages read from elsewhere: let go once the log is fsynced.
+            permit: Permit::default().with_tickets(chunk.tickets),
         });
     }
 
@@ -359,7 +386,9 @@ impl Output for DiskBuffered {
         for s in reservation.shed {
             self.inner.drop_points(s.points, s.reason, s.why);
         }
-        for g in reservation.grants {
+        let mut held = Vec::new();
+        for mut g in reservation.grants {
+            held.extend(g.permit.take_tickets());
             if let Err(e) = self.shared.append(&g.target, g.points, &g.body) {
                 let reason = if matches!(e, disk_buffer::Error::Full { .. }) {
                     "buffer_full"
@@ -370,6 +399,14 @@ impl Output for DiskBuffered {
                     .drop_points(g.points, reason, "cannot append to the disk buffer");
                 warn!(output = self.name(), "disk buffer: {e}");
             }
+        }
+        if !held.is_empty() {
+            let shared = self.shared.clone();
+            let upto = shared.written.load(Ordering::SeqCst);
+            tokio::spawn(async move {
+                shared.synced_past(upto).await;
+                drop(held);
+            });
         }
         Vec::new()
     }
@@ -573,10 +610,9 @@ async fn feed(me: &Arc<DiskBuffered>) {
                     }
                 }
                 let mut chunk = Chunk::new(target, body, points);
-                chunk.tickets.push(Arc::new(Ticket {
-                    shared: shared.clone(),
-                    id,
-                }));
+                chunk
+                    .tickets
+                    .push(Arc::new(Ticket::record(shared.clone(), id)));
                 if deferred
                     .iter()
                     .any(|d| same_target(&d.target, &chunk.target))

@@ -62,6 +62,9 @@ struct DestCtx {
     up_gauge: IntGauge,
     cfg: GraphiteOutputConfig,
     sent: IntCounter,
+    /// This destination's share of `sent` and of the output's drops.
+    dest_sent: IntCounter,
+    dest_dropped: IntCounter,
     retries: IntCounter,
     duration: Histogram,
     metrics: Metrics,
@@ -138,7 +141,15 @@ impl GraphiteOutput {
                     .transpose()?;
                 Ok(Arc::new(DestCtx {
                     output: cfg.name.clone(),
-                    budget: total.child(cfg.queue_points, cfg.queue_bytes),
+                    budget: total.child_with_gauge(
+                        cfg.queue_points,
+                        cfg.queue_bytes,
+                        metrics.destination_queue.with_label_values(&[name, &label]),
+                    ),
+                    dest_sent: metrics.destination_sent.with_label_values(&[name, &label]),
+                    dest_dropped: metrics
+                        .destination_dropped
+                        .with_label_values(&[name, &label]),
                     queue: EntryQueue::default(),
                     full_since: Mutex::new(None),
                     up: AtomicBool::new(false),
@@ -496,6 +507,7 @@ impl DestCtx {
             .dropped
             .with_label_values(&[&self.output, reason])
             .inc_by(n as u64);
+        self.dest_dropped.inc_by(n as u64);
         warn_limited!(self.log_limit, output = %self.output, destination = %self.label, reason, points = n, "dropped points: {why}");
     }
 
@@ -650,6 +662,7 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
                 for (mut e, replayed) in batch {
                     if !replayed {
                         d.sent.inc_by(e.points as u64);
+                        d.dest_sent.inc_by(e.points as u64);
                     }
                     // Written: the queue's capacity comes back; the copy kept for a replay
                     // is bounded by `replay_points` instead.
@@ -814,4 +827,38 @@ fn plaintext_points(body: &[u8]) -> impl Iterator<Item = (&str, f64, f64)> {
         };
         Some((s.path, ts, s.value))
     })
+}
+
+/// `[[outputs.graphite]]`.
+impl super::registry::OutputSpec for GraphiteOutputConfig {
+    fn kind(&self) -> &'static str {
+        "graphite"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn buffer_settings(&self) -> crate::config::BufferSettings {
+        GraphiteOutputConfig::buffer_settings(self)
+    }
+
+    fn build(&self, metrics: &Metrics, log_interval: Duration) -> Result<Arc<dyn Output>, String> {
+        let to_graphite =
+            InfluxToGraphite::new(&self.to_graphite_config()).map_err(|e| e.to_string())?;
+        Ok(Arc::new(GraphiteOutput::new(
+            self.clone(),
+            to_graphite,
+            metrics,
+            log_interval,
+        )?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn same(&self, other: &dyn super::registry::OutputSpec) -> bool {
+        super::registry::same_as(self, other)
+    }
 }

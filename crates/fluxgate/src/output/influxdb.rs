@@ -1438,6 +1438,37 @@ fn partial_write_dropped(message: &str) -> Option<usize> {
     Some(stored + unparsable)
 }
 
+/// `[[outputs.influxdb]]`.
+impl super::registry::OutputSpec for InfluxOutputConfig {
+    fn kind(&self) -> &'static str {
+        "influxdb"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn buffer_settings(&self) -> crate::config::BufferSettings {
+        InfluxOutputConfig::buffer_settings(self)
+    }
+
+    fn build(&self, metrics: &Metrics, log_interval: Duration) -> Result<Arc<dyn Output>, String> {
+        Ok(Arc::new(InfluxOutput::new(
+            self.clone(),
+            metrics,
+            log_interval,
+        )?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn same(&self, other: &dyn super::registry::OutputSpec) -> bool {
+        super::registry::same_as(self, other)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

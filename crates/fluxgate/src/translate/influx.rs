@@ -51,8 +51,11 @@ use line_protocol::{EscapedStr, FieldValue, ParsedLine};
 use metric_name::Encoding;
 use serde::{Deserialize, Serialize};
 
+mod telegraf;
 #[cfg(test)]
 mod tests;
+
+pub use telegraf::{Sanitize, TagSanitizeMode, DEFAULT_STRICT_REGEX};
 
 /// Telegraf's default template.
 pub const DEFAULT_TEMPLATE: &str = "host.tags.measurement.field";
@@ -101,6 +104,15 @@ pub struct InfluxToGraphiteConfig {
     pub name_encoding: Encoding,
     /// Write `/` inside a segment as `%2F` so carbon cannot read it as a directory.
     pub encode_slash: bool,
+    /// `encode` (the metric-name encoder, lossless) or `telegraf` (the character replacement
+    /// of Telegraf's graphite serializer, so series keep the paths Telegraf gave them).
+    pub sanitize: Sanitize,
+    /// With `sanitize = "telegraf"` and `tag_support`: Telegraf's
+    /// `graphite_tag_sanitize_mode`, `strict` or `compatible`.
+    pub tag_sanitize_mode: TagSanitizeMode,
+    /// With `sanitize = "telegraf"`: Telegraf's `graphite_strict_sanitize_regex`, the
+    /// characters that become `_` (empty: Telegraf's default).
+    pub strict_sanitize_regex: String,
 }
 
 impl Default for InfluxToGraphiteConfig {
@@ -114,6 +126,9 @@ impl Default for InfluxToGraphiteConfig {
             bool_mode: BoolMode::Number,
             name_encoding: Encoding::Idna,
             encode_slash: true,
+            sanitize: Sanitize::Encode,
+            tag_sanitize_mode: TagSanitizeMode::Strict,
+            strict_sanitize_regex: String::new(),
         }
     }
 }
@@ -179,6 +194,8 @@ pub enum InfluxTemplateError {
         separator: String,
         problem: &'static str,
     },
+    #[error("{0}")]
+    StrictRegex(String),
 }
 
 /// Why a field produced no line.
@@ -551,6 +568,8 @@ pub struct InfluxToGraphite {
     separator: String,
     bool_mode: BoolMode,
     encoder: SegmentEncoder,
+    /// `sanitize = "telegraf"`: Telegraf's own path building instead of the encoder.
+    telegraf: Option<telegraf::TelegrafNames>,
 }
 
 impl InfluxToGraphite {
@@ -581,7 +600,23 @@ impl InfluxToGraphite {
                 }
             }
         }
-        Self::check_prefix(&config.prefix, &encoder)?;
+        let telegraf = match config.sanitize {
+            Sanitize::Encode => {
+                Self::check_prefix(&config.prefix, &encoder)?;
+                None
+            }
+            // Telegraf cleans the prefix with the rest of the path.
+            Sanitize::Telegraf => Some(
+                telegraf::TelegrafNames::with(
+                    &config.strict_sanitize_regex,
+                    config.tag_sanitize_mode,
+                    &config.prefix,
+                    &config.separator,
+                    config.bool_mode,
+                )
+                .map_err(InfluxTemplateError::StrictRegex)?,
+            ),
+        };
         Self::check_separator(&config.separator)?;
         Ok(Self {
             default,
@@ -591,6 +626,7 @@ impl InfluxToGraphite {
             separator: config.separator.clone(),
             bool_mode: config.bool_mode,
             encoder,
+            telegraf,
         })
     }
 
@@ -754,6 +790,16 @@ impl GraphiteWriter<'_> {
         timestamp_ns: i64,
         out: &mut Vec<u8>,
     ) -> Written {
+        if let Some(names) = &self.conv.telegraf {
+            let mut buf = String::new();
+            let template = (!self.conv.tag_support).then(|| {
+                self.conv
+                    .template_for(unescape(&point.measurement, &mut buf))
+                    .source
+                    .as_str()
+            });
+            return names.write_point(point, timestamp_ns, template, out);
+        }
         let mut written = Written::default();
         let seconds = timestamp_ns.div_euclid(1_000_000_000);
         // The path around the field is built once per point, at the first numeric field.
