@@ -73,7 +73,7 @@ fn line(args: &Args, i: u64, out: &mut String) {
     let n = (i % args.names as u64) as usize;
     match args.format {
         Format::Statsd => {
-            if args.timer_every > 0 && i % args.timer_every as u64 == 0 {
+            if args.timer_every > 0 && i.is_multiple_of(args.timer_every as u64) {
                 let _ = writeln!(out, "bench.t{n}:{}|ms", i % 997);
             } else {
                 let _ = writeln!(out, "bench.c{n}:1|c");

@@ -212,7 +212,14 @@ impl Batch {
         }
         // Cleansing and rewrites first: routes, templates and hashing all see the final name.
         let mut names = std::mem::take(&mut self.names);
-        let result = self.add_named(pipeline, tr, path, value, timestamp_ns, as_sent, &mut names);
+        let result = self.add_named(
+            pipeline,
+            tr,
+            path,
+            (value, timestamp_ns),
+            as_sent,
+            &mut names,
+        );
         self.names = names;
         result
     }
@@ -222,14 +229,12 @@ impl Batch {
         pipeline: &Pipeline,
         tr: &mut Translator<'_>,
         path: &str,
-        value: f64,
-        timestamp_ns: i64,
+        (value, timestamp_ns): (f64, i64),
         as_sent: Option<&[u8]>,
         names: &mut NameScratch,
     ) -> Result<(), Reject> {
         let sent_path = path;
-        let tagged_sent = memchr::memchr(b';', path.as_bytes()).is_some();
-        if tagged_sent {
+        if memchr::memchr(b';', path.as_bytes()).is_some() {
             // Tag syntax is judged on the name as sent: that is what the sender must fix.
             graphite_plaintext::TaggedPath::parse(path).map_err(Reject::Tags)?;
         }
@@ -248,7 +253,11 @@ impl Batch {
         let mut post = std::mem::take(&mut self.post);
         let result = {
             let path = pipeline.router.rewrite_post(path, &mut post);
-            self.add_routed(pipeline, tr, path, value, timestamp_ns, None)
+            let as_sent = as_sent.map(|line| AsSent {
+                line,
+                unchanged: std::ptr::eq(path, sent_path) || path == sent_path,
+            });
+            self.add_routed(pipeline, tr, path, (value, timestamp_ns), None, as_sent)
         };
         self.post = post;
         result
@@ -274,9 +283,9 @@ impl Batch {
             pipeline,
             tr,
             &aggregate.name,
-            aggregate.value,
-            ns,
+            (aggregate.value, ns),
             aggregate.send_to,
+            None,
         )
     }
 
@@ -287,17 +296,13 @@ impl Batch {
         pipeline: &Pipeline,
         tr: &mut Translator<'_>,
         path: &str,
-        value: f64,
-        timestamp_ns: i64,
+        (value, timestamp_ns): (f64, i64),
         send_to: Option<u64>,
+        as_sent: Option<AsSent<'_>>,
     ) -> Result<(), Reject> {
         // Tagged series are checked whatever the outputs, so every sender sees one rule.
         let tagged;
-        let tagged_name = if std::ptr::eq(path, sent_path) {
-            tagged_sent
-        } else {
-            memchr::memchr(b';', path.as_bytes()).is_some()
-        };
+        let tagged_name = memchr::memchr(b';', path.as_bytes()).is_some();
         let (name, tags): (&str, Vec<(&str, &str)>) = if tagged_name {
             tagged = graphite_plaintext::TaggedPath::parse(path).map_err(Reject::Tags)?;
             (
@@ -323,8 +328,8 @@ impl Batch {
             return Ok(());
         }
         // A canonical line whose name is unchanged is its own plaintext form.
-        let sent_line = as_sent;
-        let as_sent = as_sent.filter(|_| std::ptr::eq(path, sent_path) || path == sent_path);
+        let sent_line = as_sent.map(|a| a.line);
+        let as_sent = as_sent.filter(|a| a.unchanged).map(|a| a.line);
         // Each form is made once, for the first output that needs it, into a reused buffer.
         let Batch {
             bufs,
@@ -518,6 +523,16 @@ impl Batch {
             Wait::Durable(limit) => submit_all_or_nothing(ctx, work, limit, Ack::Durable).await,
         }
     }
+}
+
+/// A Graphite sample's plaintext line as it arrived, spelled canonically
+/// ([`graphite_plaintext::is_canonical`]).
+#[derive(Debug, Clone, Copy)]
+struct AsSent<'a> {
+    /// Without its terminator.
+    line: &'a [u8],
+    /// Cleansing and rewrites left the name as sent: the line is its own plaintext form.
+    unchanged: bool,
 }
 
 /// Takes the room an output's last buffer needed before the first point goes into a new one
