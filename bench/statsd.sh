@@ -69,6 +69,7 @@ run_one() {
     local sink_port udp_port http_port pid
     sink_port=$(free_port)
     udp_port=$(free_port)
+    while [[ $udp_port == "$sink_port" ]]; do udp_port=$(free_port); done
     python3 "$ROOT/bench/graphite_dump.py" "$sink_port" "$dir/flushed.txt" >"$dir/sink.out" 2>&1 &
     PIDS+=($!)
     local sink_pid=$!

@@ -53,6 +53,7 @@ run_one() {
     local sink_port udp_port http_port pid drops=na
     sink_port=$(free_port)
     udp_port=$(free_port)
+    while [[ $udp_port == "$sink_port" ]]; do udp_port=$(free_port); done
     "$BIN/fg-sink" tcp --listen "127.0.0.1:$sink_port" --idle-exit 3 --progress 0 \
         >"$dir/sink.out" 2>"$dir/sink.err" &
     local sink_pid=$!
@@ -81,6 +82,7 @@ TOML
     carbon-c-relay)
         local tcp_port
         tcp_port=$(free_port)
+        while [[ $tcp_port == "$sink_port" || $tcp_port == "$udp_port" ]]; do tcp_port=$(free_port); done
         cat >"$dir/relay.conf" <<CONF
 listen type linemode 127.0.0.1:$tcp_port proto tcp 127.0.0.1:$udp_port proto udp;
 cluster sink forward 127.0.0.1:$sink_port;
@@ -89,11 +91,12 @@ CONF
         carbon-c-relay -f "$dir/relay.conf" -w 2 -b 10000 -q 4000000 -s >"$dir/relay.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
-        wait_for "carbon-c-relay to listen" 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$tcp_port" ||
+        wait_for "carbon-c-relay to start" 10 grep -q 'startup sequence complete' "$dir/relay.log" ||
             die "carbon-c-relay did not start: $(tail -5 "$dir/relay.log")"
         ;;
     esac
     local cpu0 cpu1
+    kill -0 "$pid" 2>/dev/null || die "$relay exited at start: $(tail -5 "$dir"/relay.log)"
     cpu0=$(proc_cpu_seconds "$pid")
     "$BIN/fg-udpgen" plaintext --addr "127.0.0.1:$udp_port" --lines "$LINES" --rate "$rate" \
         --per-datagram "$PER_DATAGRAM" --names 10000 >"$dir/gen.out" 2>"$dir/gen.err" ||

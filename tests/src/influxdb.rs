@@ -398,6 +398,9 @@ impl InfluxDb {
     pub fn wait_for_points(&self, db: &str, n: usize, timeout: Duration) -> Vec<Point> {
         let deadline = Instant::now() + timeout;
         let q = "SELECT * FROM /.*/ GROUP BY *";
+        // influxd can answer a point before its series' tags are in the index (the point
+        // then shows without tags): an answer counts once the next one agrees with it.
+        let mut previous: Option<Vec<Point>> = None;
         loop {
             let json = self.query(db, q);
             let error = statement_error(&json);
@@ -405,7 +408,12 @@ impl InfluxDb {
                 let mut points = points_from_json(&json);
                 if points.len() >= n {
                     sort_points(&mut points);
-                    return points;
+                    if previous.as_ref() == Some(&points) {
+                        return points;
+                    }
+                    previous = Some(points);
+                    thread::sleep(POLL);
+                    continue;
                 }
             }
             if Instant::now() >= deadline {

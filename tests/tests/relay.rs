@@ -3,7 +3,10 @@
 //!
 //! - plaintext and pickle delivery of plaintext, tagged and pickled input;
 //! - `carbon_ch` placement over three carbon-caches, checked against carbon's own
-//!   `ConsistentHashingRouter`, with replication 1 and 2;
+//!   `ConsistentHashingRouter`, with replication 1 and 2, each name sent twice (the second
+//!   time placed from what the gateway remembers);
+//! - `forward` passes a canonically spelled line on as it arrived and re-encodes any other
+//!   spelling (captured byte for byte);
 //! - a real carbon-relay forwarding into fluxgate's pickle listener;
 //! - a carbon-cache stopped, or killed, in the middle of a stream and started again;
 //! - InfluxDB line protocol over HTTP turned into Graphite paths;
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use fluxgate_e2e::{
     free_port, http_post, loopback, pickle_frame, send_lines, send_tcp, system_python, unix_now,
-    CarbonCache, CarbonRelay, Gateway, RelayMethod, Stored,
+    CarbonCache, CarbonRelay, Gateway, RelayMethod, Stored, TcpCapture,
 };
 use serde_json::json;
 
@@ -402,11 +405,15 @@ fn carbon_ch_places_each_name_on_the_caches_carbon_would() {
             &extra,
         ));
         let mut lines = Vec::new();
+        // Every name comes again a minute earlier, after all of them: placed the second time
+        // from what the gateway remembers of the first.
+        let mut again = Vec::new();
         let mut copies = vec![0; caches.len()];
         for (i, (name, placement)) in names.iter().zip(placements).enumerate() {
             let value = i as f64 + 0.5;
             let timestamp = now - 30 - (i % 20) as i64;
             lines.push(line(name, timestamp, value));
+            again.push(line(name, timestamp - 60, value + 0.25));
             let wanted = if diverse { 1 } else { replication };
             assert_eq!(
                 placement.len(),
@@ -419,6 +426,7 @@ fn carbon_ch_places_each_name_on_the_caches_carbon_would() {
                     .position(|d| d == destination)
                     .unwrap_or_else(|| panic!("carbon named an unknown {destination}"));
                 expect_point(&mut expected[index], name, timestamp, value);
+                expect_point(&mut expected[index], name, timestamp - 60, value + 0.25);
                 copies[index] += 1;
             }
         }
@@ -426,6 +434,7 @@ fn carbon_ch_places_each_name_on_the_caches_carbon_would() {
             copies.iter().all(|&n| n > 0),
             "{prefix}: carbon leaves a cache empty ({copies:?}); pick other names"
         );
+        lines.extend(again);
         send_lines(listeners.plaintext, &lines);
         gateways.push(gateway);
     }
@@ -443,9 +452,63 @@ fn carbon_ch_places_each_name_on_the_caches_carbon_would() {
             gateway,
             "fluxgate_sent_points_total",
             &[("output", prefix)],
-            (n * copies) as f64,
+            (2 * n * copies) as f64,
         );
     }
+}
+
+/// A line spelled as fluxgate would write it is forwarded as the bytes it arrived as; any other
+/// spelling of the same sample is written the canonical way, exactly as before.
+#[test]
+fn forward_passes_canonical_lines_on_as_sent_and_rewrites_the_others() {
+    let capture = TcpCapture::start();
+    let listeners = Listeners::new();
+    let gateway = listeners.start(&graphite_output(
+        "capture",
+        "plaintext",
+        "forward",
+        &[capture.addr().to_string()],
+        "",
+    ));
+    // (as sent, as forwarded)
+    let cases = [
+        ("pass.a 12.5 1700000000", "pass.a 12.5 1700000000"),
+        ("pass.b -0.25 1700000001", "pass.b -0.25 1700000001"),
+        ("pass.c 0.0000001 1700000002", "pass.c 0.0000001 1700000002"),
+        (
+            "pass.d 123456789012345 1700000003",
+            "pass.d 123456789012345 1700000003",
+        ),
+        ("pass.e;dc=eu 3 1700000004", "pass.e;dc=eu 3 1700000004"),
+        ("pass.f 0 0", "pass.f 0 0"),
+        ("spelled.a 12.50 1700000000", "spelled.a 12.5 1700000000"),
+        ("spelled.b 1e3 1700000000", "spelled.b 1000 1700000000"),
+        ("spelled.c -0 1700000000", "spelled.c 0 1700000000"),
+        ("spelled.d +7 1700000000", "spelled.d 7 1700000000"),
+        ("spelled.e 007 1700000000", "spelled.e 7 1700000000"),
+        ("spelled.f .5 1700000000", "spelled.f 0.5 1700000000"),
+        ("spelled.g 1.5 1700000000.75", "spelled.g 1.5 1700000000"),
+        ("spelled.h\t2\t1700000000", "spelled.h 2 1700000000"),
+        ("spelled.i  3  1700000000  ", "spelled.i 3 1700000000"),
+        ("spelled.j 4 1700000000\r", "spelled.j 4 1700000000"),
+        (
+            "spelled.k 1234567890123456 1700000000",
+            "spelled.k 1234567890123456 1700000000",
+        ),
+        (
+            "spelled.l 0.1000000000000000055511151231257827 1700000000",
+            "spelled.l 0.1 1700000000",
+        ),
+        (
+            "spelled.m 1E-7 1700000000",
+            "spelled.m 0.0000001 1700000000",
+        ),
+    ];
+    let input: String = cases.iter().map(|(sent, _)| format!("{sent}\n")).collect();
+    send_tcp(listeners.plaintext, input.as_bytes());
+    let got = capture.wait_for_lines(cases.len(), WAIT);
+    let want: Vec<String> = cases.iter().map(|(_, out)| (*out).to_owned()).collect();
+    assert_eq!(got, want, "{}", relevant_metrics(&gateway));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-//! `fg-loadgen`: sends Graphite plaintext over TCP as fast as the receiver takes it.
+//! `fg-loadgen`: sends Graphite plaintext (or pickle) over TCP as fast as the receiver takes
+//! it, or at a set rate.
 //!
 //! The whole stream is generated before the clock starts, so the measurement is the
 //! receiver's speed, not the generator's formatting. Each connection is one thread doing
@@ -57,6 +58,34 @@ struct Args {
     /// Keep trying to connect for this long (the receiver may still be starting).
     #[arg(long, default_value_t = 10)]
     connect_timeout: u64,
+    /// Wire format: Graphite plaintext, or the same points as pickle frames (500 points
+    /// each, as carbon-relay writes them) for a pickle listener.
+    #[arg(long, value_enum, default_value_t = Format::Plaintext)]
+    format: Format,
+    /// Lines per second over all connections; 0 = as fast as the receiver takes them. Paced
+    /// per write, so use a small `--write-bytes` for a steady stream.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Plaintext,
+    Pickle,
+}
+
+/// The same points as pickle frames.
+fn to_pickle(plain: &[u8]) -> Vec<u8> {
+    let points = plain.split(|&b| b == b'\n').filter_map(|line| {
+        let s = graphite_plaintext::parse_line(line).ok()?;
+        let graphite_plaintext::Timestamp::Seconds(ts) = s.timestamp else {
+            return None;
+        };
+        Some((s.path, ts, s.value))
+    });
+    let mut out = Vec::with_capacity(plain.len());
+    graphite_pickle::FrameEncoder::new().encode(points, &mut out);
+    out
 }
 
 fn main() -> ExitCode {
@@ -103,7 +132,14 @@ fn run(args: &Args) -> Result<(), String> {
         let handles: Vec<_> = (0..conns)
             .map(|p| {
                 let lines = Corpus::lines_of_part(args.lines, p, conns);
-                s.spawn(move || corpus.generate(p, conns, lines))
+                let format = args.format;
+                s.spawn(move || {
+                    let plain = corpus.generate(p, conns, lines);
+                    match format {
+                        Format::Plaintext => plain,
+                        Format::Pickle => to_pickle(&plain),
+                    }
+                })
             })
             .collect();
         handles
@@ -135,7 +171,10 @@ fn run(args: &Args) -> Result<(), String> {
             let barrier = barrier.clone();
             let write_bytes = args.write_bytes.max(1);
             let wait_close = Duration::from_secs(args.wait_close);
-            thread::spawn(move || send(sock, &data, write_bytes, wait_close, &barrier))
+            // Each connection sends its share of the rate: its lines over the same span.
+            let span =
+                (args.rate > 0.0).then(|| Duration::from_secs_f64(args.lines as f64 / args.rate));
+            thread::spawn(move || send(sock, &data, write_bytes, wait_close, span, &barrier))
         })
         .collect();
     let start_unix = sys::unix_nanos();
@@ -203,12 +242,23 @@ fn send(
     data: &[u8],
     write_bytes: usize,
     wait_close: Duration,
+    span: Option<Duration>,
     barrier: &Barrier,
 ) -> Result<Sent, String> {
     barrier.wait();
+    let started = Instant::now();
+    let mut offset = 0usize;
     for chunk in data.chunks(write_bytes) {
+        if let Some(span) = span {
+            // Paced: this chunk leaves when its share of the span has passed.
+            let due = started + span.mul_f64(offset as f64 / data.len().max(1) as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
         sock.write_all(chunk)
             .map_err(|e| format!("write failed: {e}"))?;
+        offset += chunk.len();
     }
     let written = Instant::now();
     sock.shutdown(Shutdown::Write)

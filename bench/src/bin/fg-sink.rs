@@ -54,6 +54,11 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Listen on this many sockets, all counted together (a cluster of destinations, one
+    /// sink): the first on `--listen`, the others on free ports of its address. Every address
+    /// is printed on the `listening` line.
+    #[arg(long, default_value_t = 1)]
+    listeners: usize,
     /// Exit once this many points have arrived.
     #[arg(long)]
     expect: Option<u64>,
@@ -175,20 +180,36 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let local = listener.local_addr().unwrap_or(args.listen);
+    let mut listeners = vec![listener];
+    for _ in 1..args.listeners {
+        let extra = SocketAddr::new(args.listen.ip(), 0);
+        match TcpListener::bind(extra).await {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                eprintln!("fg-sink: cannot listen on {extra}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap_or(args.listen).to_string())
+        .collect();
     let mode = match args.mode {
         Mode::Http => "http",
         Mode::Tcp => "tcp",
     };
-    println!("listening {mode} {local}");
+    println!("listening {mode} {}", addrs.join(" "));
     let stats = Arc::new(Stats::new(args.expect));
     let cpu_before = sys::cpu_seconds();
-    tokio::spawn(accept(
-        listener,
-        args.mode,
-        stats.clone(),
-        args.max_body_bytes,
-    ));
+    for listener in listeners {
+        tokio::spawn(accept(
+            listener,
+            args.mode,
+            stats.clone(),
+            args.max_body_bytes,
+        ));
+    }
 
     let exit = tokio::select! {
         _ = stats.done.notified() => Exit::Expected,

@@ -108,6 +108,10 @@ pub struct Batch {
     /// The `listener` label for points the routes send nowhere.
     listener: &'static str,
     bufs: Vec<(Vec<u8>, usize)>,
+    /// Per output, how large its last handed-on buffer was: the next one takes that much
+    /// room when its first point arrives, not before, so a connection waiting for room (or
+    /// idle) holds no empty buffer.
+    hints: Vec<usize>,
     /// The current point as line protocol and as plaintext, made once each and copied to
     /// every output that takes that form.
     lp: Vec<u8>,
@@ -124,6 +128,7 @@ impl Batch {
         Self {
             listener,
             bufs: Vec::new(),
+            hints: Vec::new(),
             lp: Vec::new(),
             plain: Vec::new(),
             names: NameScratch::default(),
@@ -171,6 +176,7 @@ impl Batch {
         if self.bufs.len() != pipeline.outputs.len() {
             self.bufs
                 .resize_with(pipeline.outputs.len(), Default::default);
+            self.hints.resize(pipeline.outputs.len(), 0);
         }
     }
 
@@ -184,13 +190,36 @@ impl Batch {
         value: f64,
         timestamp_ns: i64,
     ) -> Result<(), Reject> {
+        self.add_graphite_as_sent(pipeline, tr, path, value, timestamp_ns, None)
+    }
+
+    /// [`Batch::add_graphite`] for a sample that came as the plaintext line `as_sent`
+    /// (without its terminator) when [`graphite_plaintext::is_canonical`] holds for it: if
+    /// cleansing and rewrites leave the name as it is, the Graphite outputs get the line as it
+    /// arrived (it is the very text the encoder would write), without formatting it again.
+    pub fn add_graphite_as_sent(
+        &mut self,
+        pipeline: &Pipeline,
+        tr: &mut Translator<'_>,
+        path: &str,
+        value: f64,
+        timestamp_ns: i64,
+        as_sent: Option<&[u8]>,
+    ) -> Result<(), Reject> {
         self.prepare(pipeline);
         if value.is_nan() {
             return Err(Reject::Translate(TranslateError::NaN));
         }
         // Cleansing and rewrites first: routes, templates and hashing all see the final name.
         let mut names = std::mem::take(&mut self.names);
-        let result = self.add_named(pipeline, tr, path, value, timestamp_ns, &mut names);
+        let result = self.add_named(
+            pipeline,
+            tr,
+            path,
+            (value, timestamp_ns),
+            as_sent,
+            &mut names,
+        );
         self.names = names;
         result
     }
@@ -200,11 +229,12 @@ impl Batch {
         pipeline: &Pipeline,
         tr: &mut Translator<'_>,
         path: &str,
-        value: f64,
-        timestamp_ns: i64,
+        (value, timestamp_ns): (f64, i64),
+        as_sent: Option<&[u8]>,
         names: &mut NameScratch,
     ) -> Result<(), Reject> {
-        if path.contains(';') {
+        let sent_path = path;
+        if memchr::memchr(b';', path.as_bytes()).is_some() {
             // Tag syntax is judged on the name as sent: that is what the sender must fix.
             graphite_plaintext::TaggedPath::parse(path).map_err(Reject::Tags)?;
         }
@@ -223,7 +253,11 @@ impl Batch {
         let mut post = std::mem::take(&mut self.post);
         let result = {
             let path = pipeline.router.rewrite_post(path, &mut post);
-            self.add_routed(pipeline, tr, path, value, timestamp_ns, None)
+            let as_sent = as_sent.map(|line| AsSent {
+                line,
+                unchanged: std::ptr::eq(path, sent_path) || path == sent_path,
+            });
+            self.add_routed(pipeline, tr, path, (value, timestamp_ns), None, as_sent)
         };
         self.post = post;
         result
@@ -249,9 +283,9 @@ impl Batch {
             pipeline,
             tr,
             &aggregate.name,
-            aggregate.value,
-            ns,
+            (aggregate.value, ns),
             aggregate.send_to,
+            None,
         )
     }
 
@@ -262,13 +296,14 @@ impl Batch {
         pipeline: &Pipeline,
         tr: &mut Translator<'_>,
         path: &str,
-        value: f64,
-        timestamp_ns: i64,
+        (value, timestamp_ns): (f64, i64),
         send_to: Option<u64>,
+        as_sent: Option<AsSent<'_>>,
     ) -> Result<(), Reject> {
         // Tagged series are checked whatever the outputs, so every sender sees one rule.
         let tagged;
-        let (name, tags): (&str, Vec<(&str, &str)>) = if path.contains(';') {
+        let tagged_name = memchr::memchr(b';', path.as_bytes()).is_some();
+        let (name, tags): (&str, Vec<(&str, &str)>) = if tagged_name {
             tagged = graphite_plaintext::TaggedPath::parse(path).map_err(Reject::Tags)?;
             (
                 tagged.name(),
@@ -292,9 +327,13 @@ impl Batch {
             self.points += 1;
             return Ok(());
         }
+        // A canonical line whose name is unchanged is its own plaintext form.
+        let sent_line = as_sent.map(|a| a.line);
+        let as_sent = as_sent.filter(|a| a.unchanged).map(|a| a.line);
         // Each form is made once, for the first output that needs it, into a reused buffer.
         let Batch {
             bufs,
+            hints,
             lp,
             plain,
             routed,
@@ -305,11 +344,24 @@ impl Batch {
         let mut taken = false;
         for i in routed.iter() {
             let (buf, n) = &mut bufs[i];
+            make_room(buf, hints[i]);
+            if let (Some(line), Form::Graphite(_)) = (as_sent, pipeline.outputs[i].form()) {
+                buf.extend_from_slice(line);
+                buf.push(b'\n');
+                *n += 1;
+                taken = true;
+                continue;
+            }
             let made = match pipeline.outputs[i].form() {
                 Form::LineProtocol => lp_made
                     .get_or_insert_with(|| {
                         lp.clear();
-                        tr.write_point(name, &tags, value, timestamp_ns, lp)
+                        // The value as sent, when line protocol spells it the same way:
+                        // copied, not formatted again.
+                        let spelled = sent_line
+                            .and_then(value_text)
+                            .filter(|text| crate::translate::graphite::spelled_as_written(text));
+                        tr.write_point_spelled(name, &tags, value, spelled, timestamp_ns, lp)
                     })
                     .is_ok()
                     .then_some(&*lp),
@@ -371,6 +423,7 @@ impl Batch {
         }
         for i in self.routed.iter() {
             let (buf, n) = &mut self.bufs[i];
+            make_room(buf, self.hints[i]);
             let output = &pipeline.outputs[i];
             match output.form() {
                 Form::LineProtocol => {
@@ -451,7 +504,8 @@ impl Batch {
                 continue;
             }
             let points = std::mem::take(n);
-            let body = Bytes::from(std::mem::replace(buf, Vec::with_capacity(buf.capacity())));
+            self.hints[i] = buf.len();
+            let body = Bytes::from(std::mem::take(buf));
             work.push((o.clone(), vec![Chunk::new(target.clone(), body, points)]));
         }
         work
@@ -469,6 +523,32 @@ impl Batch {
             Wait::Durable(limit) => submit_all_or_nothing(ctx, work, limit, Ack::Durable).await,
         }
     }
+}
+
+/// A Graphite sample's plaintext line as it arrived, spelled canonically
+/// ([`graphite_plaintext::is_canonical`]).
+#[derive(Debug, Clone, Copy)]
+struct AsSent<'a> {
+    /// Without its terminator.
+    line: &'a [u8],
+    /// Cleansing and rewrites left the name as sent: the line is its own plaintext form.
+    unchanged: bool,
+}
+
+/// Takes the room an output's last buffer needed before the first point goes into a new one
+/// (saving the copies of growing it from nothing).
+#[inline(always)]
+fn make_room(buf: &mut Vec<u8>, hint: usize) {
+    if buf.capacity() == 0 {
+        buf.reserve(hint);
+    }
+}
+
+/// The value field of a canonical plaintext line (`path value timestamp`).
+fn value_text(line: &[u8]) -> Option<&[u8]> {
+    let start = memchr::memchr(b' ', line)? + 1;
+    let len = memchr::memchr(b' ', &line[start..])?;
+    Some(&line[start..start + len])
 }
 
 /// The output of the same name in the pipeline in force now, when it is another one than

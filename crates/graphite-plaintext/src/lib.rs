@@ -43,6 +43,7 @@
 //! assert_eq!((ok, nan, bad), (1, 1, 1));
 //! ```
 
+mod canonical;
 mod encode;
 mod error;
 mod line;
@@ -53,11 +54,12 @@ mod tags;
 #[cfg(feature = "codec")]
 mod codec;
 
+pub use canonical::is_canonical;
 #[cfg(feature = "codec")]
 pub use codec::{Frame, PlaintextCodec};
 pub use encode::{encode_sample, encode_value};
 pub use error::{Error, Excerpt, Position};
-pub use line::{parse_line, Sample, Timestamp};
+pub use line::{parse_line, parse_line_spelled, Sample, Timestamp};
 pub use number::parse_float;
 pub use split::{Line, LineSplitter, Lines, Split, DEFAULT_MAX_LINE_BYTES};
 pub use tags::{normalize, normalize_into, Tag, TaggedPath};

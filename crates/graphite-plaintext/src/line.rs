@@ -143,6 +143,67 @@ pub fn parse_line(line: &[u8]) -> Result<Sample<'_>, Error> {
     }
 }
 
+/// [`parse_line`], also telling whether the line is spelled exactly as
+/// [`crate::encode_sample`] would write its sample ([`crate::is_canonical`]), found from the
+/// field positions the parse sees anyway, so a relay can pass the line on as it arrived.
+///
+/// ```
+/// use graphite_plaintext::parse_line_spelled;
+/// assert!(parse_line_spelled(b"a.b 12.5 1700000000").unwrap().1);
+/// assert!(!parse_line_spelled(b"a.b 12.50 1700000000").unwrap().1);
+/// ```
+#[inline]
+pub fn parse_line_spelled(line: &[u8]) -> Result<(Sample<'_>, bool), Error> {
+    match parse_common_spelled(line) {
+        Some(parsed) => Ok(parsed),
+        None => parse_checked(line).map(|s| (s, false)),
+    }
+}
+
+/// [`parse_common`], keeping the field positions to judge the spelling.
+#[inline(always)]
+fn parse_common_spelled(line: &[u8]) -> Option<(Sample<'_>, bool)> {
+    let mut pos = 0;
+    let (start, end) = next_field(line, &mut pos)?;
+    let path = std::str::from_utf8(&line[start..end]).ok()?;
+    skip_separators(line, &mut pos);
+    let value_start = pos;
+    let value = number_field(line, &mut pos)?;
+    let value_end = pos;
+    skip_separators(line, &mut pos);
+    if pos == line.len() {
+        let sample = Sample {
+            path,
+            value,
+            timestamp: Timestamp::Now,
+        };
+        return Some((sample, false));
+    }
+    let ts_start = pos;
+    let t = number_field(line, &mut pos)?;
+    let ts_end = pos;
+    skip_separators(line, &mut pos);
+    if pos != line.len() {
+        return None;
+    }
+    // The path ends at the first separator, so it holds none; single spaces between the
+    // fields and nothing around them.
+    let spelled = start == 0
+        && value_start == end + 1
+        && line[end] == b' '
+        && ts_start == value_end + 1
+        && line[value_end] == b' '
+        && ts_end == line.len()
+        && crate::canonical::value_is_canonical(&line[value_start..value_end])
+        && crate::canonical::timestamp_is_canonical(&line[ts_start..ts_end]);
+    let sample = Sample {
+        path,
+        value,
+        timestamp: Timestamp::from_seconds(t),
+    };
+    Some((sample, spelled))
+}
+
 /// The common case in one pass: a valid line whose numbers are plain decimals, parsed while
 /// they are scanned. Anything else (other spellings, errors) returns `None` for
 /// [`parse_checked`], which reports problems in a fixed order.

@@ -222,6 +222,13 @@ impl<'a> Line<'a> {
         parse_line(self.bytes).map_err(|e| e.at_line(self.number))
     }
 
+    /// [`Line::parse`], also telling whether the line is spelled canonically
+    /// ([`crate::parse_line_spelled`]).
+    #[inline(always)]
+    pub fn parse_spelled(&self) -> Result<(Sample<'a>, bool), Error> {
+        crate::line::parse_line_spelled(self.bytes).map_err(|e| e.at_line(self.number))
+    }
+
     /// Whether the line holds only whitespace, which a receiver may prefer to skip silently
     /// (InfluxDB's graphite service does) rather than count as a bad line.
     pub fn is_blank(&self) -> bool {

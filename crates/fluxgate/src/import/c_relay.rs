@@ -991,7 +991,13 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
         (None, None, None);
     let mut any_listen = false;
     let mut any_match = false;
-    let mut routing_seen: Option<usize> = None;
+    // Lines of the first match rule, the first that stops, and the first aggregate: fluxgate
+    // runs every rewrite, then every aggregate, then the routes, so a statement that
+    // carbon-c-relay runs later than one of another kind can only be carried over where the
+    // order makes no difference.
+    let mut match_seen: Option<usize> = None;
+    let mut stop_seen: Option<usize> = None;
+    let mut aggregate_seen: Option<usize> = None;
     let mut stats_interval = 60;
     let mut stats_reset = false;
     let mut stats_prefix = "carbon.relays.<host>".to_owned();
@@ -1061,13 +1067,13 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                 }
             }
             Body::Rewrite { pattern, into } => {
-                if let Some(line) = routing_seen {
+                if let Some(line) = match_seen {
                     let p = problem(
                         s,
                         format!(
-                            "it follows a match or aggregate rule (line {line}); fluxgate \
-                             rewrites every name before any routing, so the rules above \
-                             would see the rewritten name"
+                            "it follows a match rule (line {line}); fluxgate rewrites every \
+                             name before any routing, so the rules above would see the \
+                             rewritten name"
                         ),
                     );
                     rewrites.blank();
@@ -1085,6 +1091,16 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                         rewrites.array_table("rewrite");
                         rewrites.string("match", pattern, None);
                         rewrites.string("replace", &replace, None);
+                        if let Some(line) = aggregate_seen {
+                            // After the aggregates (line {line}): on the inputs going on to
+                            // the routes. carbon-c-relay would also rewrite aggregates that
+                            // re-enter it without `send to`; fluxgate does not.
+                            rewrites.string(
+                                "stage",
+                                "post",
+                                Some(&format!("after the aggregate of line {line}")),
+                            );
+                        }
                     }
                     Err(reason) => {
                         let p = problem(s, reason);
@@ -1096,7 +1112,10 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
             }
             Body::Match(m) => {
                 any_match = true;
-                routing_seen.get_or_insert(s.line);
+                match_seen.get_or_insert(s.line);
+                if m.stop || m.blackhole {
+                    stop_seen.get_or_insert(s.line);
+                }
                 check_targets(s, &m.send_to)?;
                 let mut unsupported = Vec::new();
                 if let Some(v) = &m.validate {
@@ -1148,9 +1167,20 @@ pub fn import(path: &Path) -> Result<Imported, ImportError> {
                 }
             }
             Body::Aggregate(a) => {
-                routing_seen.get_or_insert(s.line);
+                aggregate_seen.get_or_insert(s.line);
                 check_targets(s, &a.send_to)?;
                 let mut unsupported = Vec::new();
+                if let Some(line) = stop_seen {
+                    unsupported.push(format!(
+                        "the match rule of line {line} stops names before they reach it in \
+                         carbon-c-relay; fluxgate aggregates before any route"
+                    ));
+                } else if let (true, Some(line)) = (a.stop, match_seen) {
+                    unsupported.push(format!(
+                        "its `stop` would keep names from the match rule of line {line} too, \
+                         which fluxgate runs after aggregation"
+                    ));
+                }
                 for p in &a.patterns {
                     if let Err(e) = regex::Regex::new(p) {
                         unsupported.push(format!("regular expression {p:?}: {e}"));
@@ -1496,6 +1526,23 @@ mod tests {
         let out = import(&main).unwrap();
         let c = crate::Config::from_toml(&out.config, "imported").unwrap();
         assert_eq!(c.output_names(), ["a", "b"]);
+    }
+
+    #[test]
+    fn statement_order_is_kept_or_reported() {
+        let out = import_text(
+            "cluster a forward 1.2.3.4;\n\
+             aggregate ^x\\.(.*) every 10 seconds expire after 20 seconds compute sum write to s.\\1 ;\n\
+             rewrite ^y into z ;\n\
+             match ^b send to a stop ;\n\
+             aggregate ^w every 10 seconds expire after 20 seconds compute sum write to w ;\n\
+             match * send to a ;\n",
+        );
+        let lines: Vec<usize> = out.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [5], "{:#?}", out.problems);
+        let doc: toml::Value = toml::from_str(&out.config).unwrap();
+        assert_eq!(doc["rewrite"][0]["stage"].as_str(), Some("post"));
+        crate::Config::from_toml(&out.config, "imported").unwrap();
     }
 
     #[test]

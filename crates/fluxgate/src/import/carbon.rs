@@ -790,6 +790,7 @@ pub fn import(
 
     // Aggregation (carbon-aggregator).
     let mut aggregation = Doc::default();
+    let mut rewrites = String::new();
     if program == "aggregator" {
         let path = aggregation_rules
             .map(Path::to_owned)
@@ -816,14 +817,9 @@ pub fn import(
         );
         let rewrite = conf_dir.join(text("rewrite_rules", "rewrite-rules.conf"));
         if rewrite.is_file() {
-            problems.push(Problem {
-                file: rewrite.display().to_string(),
-                line: 1,
-                statement: "rewrite-rules.conf".into(),
-                reason: "carbon-aggregator's [pre]/[post] rewrite rules are not imported; \
-                         write them as [[rewrite]]"
-                    .into(),
-            });
+            let rewrite_file = rewrite.display().to_string();
+            sources.push(rewrite_file.clone());
+            rewrites = rewrite_rules(&read(&rewrite)?, &rewrite_file, &mut problems);
         }
     }
 
@@ -881,6 +877,10 @@ pub fn import(
         doc.out.push_str(&aggregation.finish());
         doc.blank();
     }
+    if !rewrites.is_empty() {
+        doc.out.push_str(&rewrites);
+        doc.blank();
+    }
     if !telemetry.out.is_empty() {
         doc.out.push_str(&telemetry.finish());
         doc.blank();
@@ -900,6 +900,96 @@ fn fail_early(file: &str, p: Problem) -> Imported {
         config: doc.finish(),
         problems: vec![p],
     }
+}
+
+/// carbon-aggregator's rewrite-rules.conf (`carbon/rewrite.py`): `[pre]` and `[post]`
+/// sections of `regex = replacement` lines, each applied with Python's `re.sub` (every match
+/// replaced) in order; a rule outside those sections is never applied.
+fn rewrite_rules(text: &str, file: &str, problems: &mut Vec<Problem>) -> String {
+    let mut doc = Doc::default();
+    let mut section: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') && line.ends_with(']') {
+            section = Some(line[1..line.len() - 1].to_lowercase());
+            continue;
+        }
+        let problem = |reason: String| Problem {
+            file: file.to_owned(),
+            line: i + 1,
+            statement: super::shorten(line),
+            reason,
+        };
+        let Some((pattern, replacement)) = line.split_once('=') else {
+            continue; // carbon logs and skips it
+        };
+        let (pattern, replacement) = (pattern.trim(), replacement.trim());
+        let stage = match section.as_deref() {
+            Some("pre") => "pre",
+            Some("post") => "post",
+            _ => continue, // carbon never applies it
+        };
+        let converted = regex::Regex::new(pattern)
+            .map_err(|e| format!("not a regular expression fluxgate reads: {e}"))
+            .and_then(|_| python_replacement(replacement));
+        match converted {
+            Ok(replace) => {
+                doc.blank();
+                doc.comment(&format!("{file}:{}: [{stage}] {line}", i + 1));
+                doc.array_table("rewrite");
+                doc.string("match", pattern, None);
+                doc.string("replace", &replace, None);
+                doc.string("stage", stage, None);
+                doc.raw("replace_all", "true", Some("re.sub replaces every match"));
+            }
+            Err(reason) => {
+                let p = problem(reason);
+                doc.blank();
+                doc.not_imported(&p);
+                problems.push(p);
+            }
+        }
+    }
+    doc.finish()
+}
+
+/// A Python `re.sub` replacement in fluxgate's syntax: `\1` and `\g<1>` / `\g<name>` are
+/// groups, `\\` a backslash, `$` literal.
+fn python_replacement(replacement: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.next() {
+                Some(d) if d.is_ascii_digit() => {
+                    let mut n = d.to_string();
+                    if let Some(e) = chars.peek().filter(|e| e.is_ascii_digit()) {
+                        n.push(*e);
+                        chars.next();
+                    }
+                    out.push_str(&format!("${{{n}}}"));
+                }
+                Some('g') if chars.peek() == Some(&'<') => {
+                    chars.next();
+                    let name: String = chars.by_ref().take_while(|&c| c != '>').collect();
+                    out.push_str(&format!("${{{name}}}"));
+                }
+                Some('\\') => out.push_str("\\\\"),
+                Some(other) => {
+                    return Err(format!(
+                        "the escape `\\{other}` in {replacement:?} has no equivalent"
+                    ))
+                }
+                None => return Err(format!("{replacement:?} ends with a lone `\\`")),
+            },
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// The aggregation methods of carbon 1.1.7's `aggregator/rules.py`.
@@ -1050,6 +1140,18 @@ mod tests {
             "{}",
             out.config
         );
+        std::fs::write(
+            dir.path().join("rewrite-rules.conf"),
+            "[pre]\n^collectd\\.(\\w+)\\. = servers.\\1.\n[post]\n_sum$ = .sum$\n[other]\nx = y\n",
+        )
+        .unwrap();
+        let out = import(&conf, None, Some(&rules)).unwrap();
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let c = crate::Config::from_toml(&out.config, "imported").unwrap();
+        assert_eq!(c.rewrite.len(), 2, "{}", out.config);
+        assert_eq!(c.rewrite[0].replace, "servers.${1}.");
+        assert_eq!(c.rewrite[1].replace, ".sum$$");
+        assert!(c.rewrite[1].replace_all);
         let bad = write(dir.path(), "bad.conf", "a (60) = median b\n");
         let e = import(&conf, None, Some(&bad)).unwrap_err().to_string();
         assert!(

@@ -931,6 +931,10 @@ fn parse_body(
                     p.line().len()
                 ));
             }
+            if let Some((as_sent, ns)) = written_as_sent(body, &p, precision) {
+                batch.add_line_protocol(pipeline, &p, as_sent, ns);
+                return Ok(());
+            }
             line.clear();
             let ns = append_point(&p, precision, now, &mut line).map_err(|e| e.to_string())?;
             batch.add_line_protocol(pipeline, &p, &line, ns);
@@ -949,6 +953,39 @@ fn parse_body(
         failures,
         failed,
     }
+}
+
+/// The line as it sits in `body`, with its newline, when that is already exactly what
+/// [`append_point`] would write (a nanosecond timestamp spelled as written, after one space,
+/// nothing after it), and the timestamp: the line is then handed on without a copy.
+fn written_as_sent<'b>(
+    body: &'b [u8],
+    p: &line_protocol::ParsedLine<'_>,
+    precision: line_protocol::Precision,
+) -> Option<(&'b [u8], i64)> {
+    if precision != line_protocol::Precision::Nanoseconds {
+        return None;
+    }
+    let ns = p.timestamp_nanos(precision).ok()??;
+    let line = p.line().as_bytes();
+    let sep = line.iter().rposition(|&b| b == b' ' || b == b'\t')?;
+    if line[sep] != b' ' || sep == 0 || matches!(line[sep - 1], b' ' | b'\t') {
+        return None;
+    }
+    let token = &line[sep + 1..];
+    let digits = token.strip_prefix(b"-").unwrap_or(token);
+    let canonical = match digits {
+        [b'0'] => token.len() == 1,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    // `line` borrows from `body`: where it starts there, and whether a newline follows it.
+    let start = (line.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start + line.len();
+    (body.get(end) == Some(&b'\n')).then(|| (&body[start..=end], ns))
 }
 
 /// Appends a parsed point to `out` with a nanosecond timestamp. The line's own text is kept

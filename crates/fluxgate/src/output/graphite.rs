@@ -25,7 +25,9 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::{io::AsyncWriteExt, net::TcpStream, task::JoinSet};
 use tracing::info;
 
-use super::{Chunk, Form, Grant, Output, Reservation, Shed, Slot, Target};
+use super::{
+    placement::PlacementCache, Chunk, Form, Grant, Output, Reservation, Shed, Slot, Target,
+};
 use crate::{
     cluster::{Cluster, Destination},
     config::{GraphiteOutputConfig, GraphiteProtocol, Overflow},
@@ -83,6 +85,8 @@ struct Inner {
     abandoned: AtomicBool,
     metrics: Metrics,
     log_limit: RateLimit,
+    /// Where names were placed, for hashing clusters (a name's place depends on it alone).
+    placements: Mutex<PlacementCache>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,6 +176,7 @@ impl GraphiteOutput {
                 abandoned: AtomicBool::new(false),
                 metrics: metrics.clone(),
                 log_limit: RateLimit::new(log_interval),
+                placements: Mutex::new(PlacementCache::new()),
                 cfg,
             }),
         })
@@ -293,15 +298,27 @@ impl Inner {
             }
             return;
         }
-        let mut bufs: Vec<(Vec<u8>, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
+        // Room for an even spread, so most parts never grow.
+        let share = chunk.body.len() / n + chunk.body.len() / (4 * n);
+        let mut bufs: Vec<(Vec<u8>, usize)> =
+            (0..n).map(|_| (Vec::with_capacity(share), 0)).collect();
         let mut chosen = Vec::with_capacity(4);
         let mut homeless = 0;
+        // Hashing clusters place a name by the name alone: places seen before are kept.
+        let mut cache = self
+            .cluster
+            .kind()
+            .is_hashing()
+            .then(|| lock(&self.placements));
         for line in chunk.body.split_inclusive(|&b| b == b'\n') {
             let end = memchr::memchr(b' ', line).unwrap_or(line.len());
             let Ok(name) = std::str::from_utf8(&line[..end]) else {
                 continue;
             };
-            self.place(name, &mut chosen);
+            match cache.as_mut() {
+                Some(cache) => cache.place(name, &mut chosen, |n, o| self.cluster.place(n, o)),
+                None => self.place(name, &mut chosen),
+            }
             if chosen.is_empty() {
                 homeless += 1;
             }
@@ -310,6 +327,7 @@ impl Inner {
                 bufs[i].1 += 1;
             }
         }
+        drop(cache);
         if homeless > 0 {
             into.shed.push(Shed {
                 points: homeless,
@@ -606,8 +624,12 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
             }
         }
         let mut oversized = 0;
+        // Plaintext is written as it is queued: one entry goes out from its own buffer, only
+        // several are gathered into one write.
+        let single = d.cfg.protocol == GraphiteProtocol::Plaintext && batch.len() == 1;
         for (e, _) in &batch {
             match d.cfg.protocol {
+                GraphiteProtocol::Plaintext if single => {}
                 GraphiteProtocol::Plaintext => wire.extend_from_slice(&e.body),
                 GraphiteProtocol::Pickle => {
                     let summary = encoder.encode(plaintext_points(&e.body), &mut wire);
@@ -615,6 +637,7 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
                 }
             }
         }
+        let bytes: &[u8] = if single { &batch[0].0.body } else { &wire };
         if oversized > 0 {
             d.drop_points(
                 oversized,
@@ -625,7 +648,7 @@ async fn destination_worker(inner: Arc<Inner>, index: usize) {
         let started = Instant::now();
         let stream = conn.as_mut().expect("connected");
         let write = async {
-            stream.write_all(&wire).await?;
+            stream.write_all(bytes).await?;
             stream.flush().await
         };
         let failure = match tokio::time::timeout(d.cfg.write_timeout, write).await {

@@ -123,6 +123,13 @@ const MAX_REQUEST_BYTES: usize = 8 << 20;
 /// are forgotten (a client may name any number of databases).
 const IDLE_PARTITIONS: usize = 1024;
 
+/// A lane with no request in flight sends its partial batch once the batch's first point has
+/// waited this long (or `flush_interval`, if shorter), instead of waiting for `flush_interval`:
+/// a point then waits for the upstream's answer to the request before it, or for this, not
+/// for a timer. While a request is in flight the batch keeps filling, so under load batches
+/// still reach `batch_size`.
+const IDLE_LANE_LINGER: Duration = Duration::from_millis(20);
+
 #[derive(Debug)]
 struct Ctx {
     cfg: InfluxOutputConfig,
@@ -641,6 +648,9 @@ async fn worker(ctx: Arc<Ctx>) {
             .max(Duration::from_millis(5)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let linger = IDLE_LANE_LINGER.min(flush_every);
+    // When the earliest partial batch of an idle lane is due.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
         if !open && inflight.is_empty() && parts.values().all(|p| p.lanes.iter().all(Lane::is_idle))
         {
@@ -690,6 +700,7 @@ async fn worker(ctx: Arc<Ctx>) {
                     }
                 }
             }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {}
             _ = tick.tick() => {
                 for (dest, p) in parts.iter_mut() {
                     for l in &mut p.lanes {
@@ -709,6 +720,22 @@ async fn worker(ctx: Arc<Ctx>) {
                 let _ = reply.send(());
             } else {
                 i += 1;
+            }
+        }
+        // A free lane with nothing waiting sends its partial batch once it lingered.
+        due = None;
+        for (dest, p) in parts.iter_mut() {
+            for l in &mut p.lanes {
+                if l.busy || !l.ready.is_empty() {
+                    continue;
+                }
+                let Some(since) = l.since else { continue };
+                if since.elapsed() >= linger {
+                    l.cut(dest, &mut ids);
+                } else {
+                    let at = tokio::time::Instant::from_std(since + linger);
+                    due = Some(due.map_or(at, |d| d.min(at)));
+                }
             }
         }
         // Start a request on every free lane that has one waiting.

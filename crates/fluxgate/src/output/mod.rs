@@ -15,6 +15,7 @@ pub mod disk;
 pub mod graphite;
 pub mod influxdb;
 pub mod nats;
+mod placement;
 pub mod registry;
 
 use std::{fmt, sync::Arc, time::Duration};

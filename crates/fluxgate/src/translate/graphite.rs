@@ -687,6 +687,21 @@ impl<'a> Translator<'a> {
         timestamp_ns: i64,
         out: &mut Vec<u8>,
     ) -> Result<(), TranslateError> {
+        self.write_point_spelled(name, extra_tags, value, None, timestamp_ns, out)
+    }
+
+    /// [`Translator::write_point`] with the value's text when the caller has it and it is the
+    /// very text the line-protocol writer would make of `value` (see [`spelled_as_written`]):
+    /// it is then copied instead of formatted again.
+    pub fn write_point_spelled(
+        &mut self,
+        name: &str,
+        extra_tags: &[(&str, &str)],
+        value: f64,
+        spelled: Option<&[u8]>,
+        timestamp_ns: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
         if value.is_nan() {
             return Err(TranslateError::NaN);
         }
@@ -701,7 +716,10 @@ impl<'a> Translator<'a> {
             return Err(e);
         }
         out.push(b'=');
-        write_float(out, value);
+        match spelled {
+            Some(text) => out.extend_from_slice(text),
+            None => write_float(out, value),
+        }
         out.push(b' ');
         out.extend_from_slice(itoa::Buffer::new().format(timestamp_ns).as_bytes());
         out.push(b'\n');
@@ -977,6 +995,20 @@ impl<S: Sink> Writer<'_, S> {
 /// Shortest round-tripping spelling of a finite float. Without an `i` suffix line protocol reads
 /// `12` as a float, and graphite counters are mostly integral, which itoa writes several times
 /// faster than ryu; below 2^53 every integer is exact, so both spell the same number.
+/// Whether `text`, a value spelled canonically for Graphite plaintext (a plain decimal of at
+/// most 15 digits, no exponent, no trailing fractional zeros: what
+/// [`graphite_plaintext::is_canonical`] accepts), is also what [`write_float`] writes for the
+/// f64 it reads as. Integers are (both print them whole); fractions are the same shortest
+/// digits, which ryu lays out positionally unless more than four zeros follow the point
+/// (`0.000001` becomes `1e-6`), so those are not.
+pub fn spelled_as_written(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    match digits.strip_prefix(b"0.") {
+        Some(frac) => frac.iter().take_while(|&&b| b == b'0').count() < 5,
+        None => true,
+    }
+}
+
 fn write_float(out: &mut Vec<u8>, value: f64) {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     if value.fract() == 0.0 && value.abs() < EXACT && !(value == 0.0 && value.is_sign_negative()) {

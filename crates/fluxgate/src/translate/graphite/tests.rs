@@ -1722,3 +1722,29 @@ fn shareable_across_tasks() {
     assert_send_sync::<TemplateSet>();
     assert_send_sync::<Translator<'static>>();
 }
+
+proptest! {
+    /// A canonical plaintext value that `spelled_as_written` accepts is exactly what the
+    /// line-protocol writer would make of it, so copying it changes nothing.
+    #[test]
+    fn spelled_values_are_what_write_float_writes(
+        int in "-?(0|[1-9][0-9]{0,9})",
+        frac in proptest::option::of("[0-9]{0,4}[1-9]"),
+        zeros in 0usize..8,
+    ) {
+        let value = match frac {
+            Some(f) => format!("{int}.{}{f}", "0".repeat(zeros)),
+            None => int,
+        };
+        let line = format!("a.b {value} 1700000000");
+        prop_assume!(graphite_plaintext::is_canonical(line.as_bytes()));
+        let parsed = graphite_plaintext::parse_line(line.as_bytes()).unwrap().value;
+        let mut written = Vec::new();
+        write_float(&mut written, parsed);
+        if spelled_as_written(value.as_bytes()) {
+            prop_assert_eq!(String::from_utf8(written).unwrap(), value);
+        } else {
+            prop_assert_ne!(String::from_utf8(written).unwrap(), value);
+        }
+    }
+}
