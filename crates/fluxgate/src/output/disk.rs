@@ -517,7 +517,12 @@ pub fn start_buffered(output: &Arc<DiskBuffered>, tasks: &mut JoinSet<()>) {
                 _ = me.shared.sync_now.notified() => {}
                 _ = me.stop.notified(), if me.closed() => {}
             }
-            if me.shared.buffer.appended_since_sync() > 0 {
+            // Also when records are already fsynced but not yet published as such: a sync
+            // that started before they were counted covered them without saying so, and
+            // their writers wait for the count.
+            if me.shared.buffer.appended_since_sync() > 0
+                || *me.shared.synced.borrow() < me.shared.written.load(Ordering::SeqCst)
+            {
                 me.shared.sync().await;
             }
             let m = &me.shared.metrics;
