@@ -433,7 +433,7 @@ fn a_full_stream_applies_the_edges_overflow_policy_and_counts_it() {
     // A deliverer drains the stream (a work queue): the held points go through.
     let influx = InfluxDb::start();
     influx.create_database("graphite");
-    let _deliverer = start(&deliverer_config(&servers, "small", &influx, None));
+    let (deliverer, _) = start(&deliverer_config(&servers, "small", &influx, None));
     eventually(WAIT, || {
         let sent = metric(&block_edge, "fluxgate_sent_points_total", &labels);
         if sent == m as f64 {
@@ -442,8 +442,37 @@ fn a_full_stream_applies_the_edges_overflow_policy_and_counts_it() {
             Err(format!("{sent} of {m} held points published"))
         }
     });
-    let held = influx
-        .wait_for_points("graphite", n - dropped as usize + m, WAIT)
+    let expected = n - dropped as usize + m;
+    // What the stream acknowledged, every point of it, lands; if not, the counts of each
+    // part say where it stopped.
+    let points = eventually(WAIT, || {
+        let points = influx.points("graphite");
+        if points.len() == expected {
+            return Ok(points);
+        }
+        let counts = |g: &Gateway| {
+            g.metrics()
+                .lines()
+                .filter(|l| {
+                    !l.starts_with('#')
+                        && (l.contains("nats")
+                            || l.starts_with("fluxgate_sent")
+                            || l.starts_with("fluxgate_dropped")
+                            || l.starts_with("fluxgate_rejected")
+                            || l.starts_with("fluxgate_received"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        Err(format!(
+            "influxd holds {} of {expected} points\ndrop edge:\n{}\nblock edge:\n{}\ndeliverer:\n{}",
+            points.len(),
+            counts(&drop_edge),
+            counts(&block_edge),
+            counts(&deliverer)
+        ))
+    });
+    let held = points
         .iter()
         .filter(|p| p.measurement.starts_with("held."))
         .count();
