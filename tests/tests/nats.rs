@@ -443,7 +443,7 @@ fn a_full_stream_applies_the_edges_overflow_policy_and_counts_it() {
         }
     });
     let expected = n - dropped as usize + m;
-    // nats-server before 2.10.5 (Debian's is 2.9.10) can admit a publish at the max_bytes
+    // nats-server up to at least 2.10.4 (Debian's is 2.9.10) can admit a publish at the max_bytes
     // limit of a discard-new stream, acknowledge it, and then prune the stream's oldest
     // message to get back under the limit (nats-io/nats-server#4771, #4775). The held
     // points, published once the deliverer made room, are exact; of the points published
