@@ -1298,25 +1298,49 @@ async fn query(
         body
     };
     let upstream = crate::config::redact_url(out.base_url());
-    match req.body(body).send().await {
+    let copied = [
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::HeaderName::from_static("x-influxdb-error"),
+    ];
+    proxied_answer(
+        &st,
+        InfluxApi::V1,
+        "/query",
+        &upstream,
+        &copied,
+        req.body(body).send().await,
+    )
+}
+
+/// A proxied read's answer (`/query`, the v2 reads): the upstream's status, the `copied`
+/// headers and its body streamed back as it arrives; an upstream that breaks off or does not
+/// answer is logged (rate-limited, URL left out: its query string can hold credentials) and
+/// a request it never answered gets a 502 in `api`'s error shape.
+fn proxied_answer(
+    st: &HttpState,
+    api: InfluxApi,
+    what: &str,
+    upstream: &str,
+    copied: &[header::HeaderName],
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Response {
+    match sent {
         Ok(resp) => {
             let status = resp.status();
-            let copied: Vec<_> = [
-                header::CONTENT_TYPE,
-                header::CONTENT_ENCODING,
-                header::HeaderName::from_static("x-influxdb-error"),
-            ]
-            .into_iter()
-            .filter_map(|name| resp.headers().get(&name).cloned().map(|v| (name, v)))
-            .collect();
+            let copied: Vec<_> = copied
+                .iter()
+                .filter_map(|name| resp.headers().get(name).cloned().map(|v| (name.clone(), v)))
+                .collect();
             let ctx = st.ctx.clone();
+            let (what, upstream) = (what.to_owned(), upstream.to_owned());
             let stream = futures::TryStreamExt::map_err(resp.bytes_stream(), move |e| {
                 let e = e.without_url();
                 warn_limited!(
                     ctx.log_limit,
                     listener = ctx.name,
                     upstream = %upstream,
-                    "/query: the upstream's answer broke off: {}",
+                    "{what}: the upstream's answer broke off: {}",
                     error_chain(&e)
                 );
                 e
@@ -1334,10 +1358,10 @@ async fn query(
                 st.ctx.log_limit,
                 listener = st.ctx.name,
                 upstream = %upstream,
-                "/query: the upstream did not answer: {why}"
+                "{what}: the upstream did not answer: {why}"
             );
             error(
-                InfluxApi::V1,
+                api,
                 StatusCode::BAD_GATEWAY,
                 &format!("upstream {upstream} did not answer: {why}"),
             )

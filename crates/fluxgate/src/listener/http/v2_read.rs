@@ -336,53 +336,21 @@ async fn forward(
     if let Some((content_type, body)) = body {
         req = req.header(header::CONTENT_TYPE, content_type).body(body);
     }
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status();
-            let copied: Vec<_> = [
-                header::CONTENT_TYPE,
-                header::CONTENT_ENCODING,
-                header::RETRY_AFTER,
-                header::HeaderName::from_static("x-influxdb-version"),
-                header::HeaderName::from_static("x-influxdb-build"),
-            ]
-            .into_iter()
-            .filter_map(|name| resp.headers().get(&name).cloned().map(|v| (name, v)))
-            .collect();
-            let ctx = st.ctx.clone();
-            let what = path.to_owned();
-            let stream = futures::TryStreamExt::map_err(resp.bytes_stream(), move |e| {
-                let e = e.without_url();
-                warn_limited!(
-                    ctx.log_limit,
-                    listener = ctx.name,
-                    upstream = %upstream,
-                    "{what}: the upstream's answer broke off: {}",
-                    error_chain(&e)
-                );
-                e
-            });
-            let mut r = (status, Body::from_stream(stream)).into_response();
-            for (name, value) in copied {
-                r.headers_mut().insert(name, value);
-            }
-            r
-        }
-        Err(e) => {
-            let why = error_chain(&e.without_url());
-            warn_limited!(
-                st.ctx.log_limit,
-                listener = st.ctx.name,
-                upstream = %upstream,
-                "{path}: the upstream did not answer: {why}"
-            );
-            error(
-                InfluxApi::V2,
-                StatusCode::BAD_GATEWAY,
-                &format!("upstream {upstream} did not answer: {why}"),
-            )
-        }
-    }
+    let copied = [
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::RETRY_AFTER,
+        header::HeaderName::from_static("x-influxdb-version"),
+        header::HeaderName::from_static("x-influxdb-build"),
+    ];
+    proxied_answer(
+        st,
+        InfluxApi::V2,
+        path,
+        &upstream,
+        &copied,
+        req.send().await,
+    )
 }
 
 #[cfg(test)]
