@@ -476,14 +476,14 @@ impl Inner {
     }
 
     fn drop_points(&self, n: usize, reason: &str, why: &str) {
-        if n == 0 {
-            return;
-        }
-        self.metrics
-            .dropped
-            .with_label_values(&[&self.cfg.name, reason])
-            .inc_by(n as u64);
-        warn_limited!(self.log_limit, output = %self.cfg.name, reason, points = n, "dropped points: {why}");
+        super::count_dropped(
+            &self.metrics,
+            &self.log_limit,
+            &self.cfg.name,
+            n,
+            reason,
+            why,
+        );
     }
 
     /// `any_of` and `failover` send a metric to whichever member is up, so the points a member

@@ -950,27 +950,18 @@ enum Attempt {
 
 impl Ctx {
     fn drop_points(&self, n: usize, reason: &str, why: &str) {
-        if n == 0 {
-            return;
-        }
-        self.metrics
-            .dropped
-            .with_label_values(&[&self.cfg.name, reason])
-            .inc_by(n as u64);
-        warn_limited!(
-            self.log_limit,
-            output = %self.cfg.name,
+        super::count_dropped(
+            &self.metrics,
+            &self.log_limit,
+            &self.cfg.name,
+            n,
             reason,
-            points = n,
-            "dropped points: {why}"
+            why,
         );
     }
 
     fn send_error(&self, reason: &str) {
-        self.metrics
-            .send_errors
-            .with_label_values(&[&self.cfg.name, reason])
-            .inc();
+        super::count_send_error(&self.metrics, &self.cfg.name, reason);
     }
 
     /// Delivers a request, retrying what can be retried (for at most `max_retry_time`) and

@@ -27,9 +27,38 @@ use tokio::task::JoinSet;
 use crate::{
     queue::{Permit, Waiter},
     translate::influx::InfluxToGraphite,
+    warn_limited,
 };
 
 pub use influxdb::{Destination, Target};
+
+/// Counts `n` points an output gave up on (`fluxgate_dropped_total{output,reason}`) and logs
+/// why, rate-limited: the one way every output reports a drop.
+pub(crate) fn count_dropped(
+    metrics: &crate::metrics::Metrics,
+    log_limit: &crate::metrics::RateLimit,
+    output: &str,
+    n: usize,
+    reason: &str,
+    why: &str,
+) {
+    if n == 0 {
+        return;
+    }
+    metrics
+        .dropped
+        .with_label_values(&[output, reason])
+        .inc_by(n as u64);
+    warn_limited!(log_limit, output = %output, reason, points = n, "dropped points: {why}");
+}
+
+/// Counts one failed delivery attempt of `output` (`fluxgate_send_errors_total`).
+pub(crate) fn count_send_error(metrics: &crate::metrics::Metrics, output: &str, reason: &str) {
+    metrics
+        .send_errors
+        .with_label_values(&[output, reason])
+        .inc();
+}
 
 /// The wire form an output wants its points in; the pipeline makes each form once per point.
 #[derive(Debug, Clone)]

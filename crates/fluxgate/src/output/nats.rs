@@ -567,27 +567,18 @@ impl NatsOutput {
 
 impl Inner {
     fn drop_points(&self, n: usize, reason: &str, why: &str) {
-        if n == 0 {
-            return;
-        }
-        self.metrics
-            .dropped
-            .with_label_values(&[&self.cfg.name, reason])
-            .inc_by(n as u64);
-        warn_limited!(
-            self.log_limit,
-            output = %self.cfg.name,
+        super::count_dropped(
+            &self.metrics,
+            &self.log_limit,
+            &self.cfg.name,
+            n,
             reason,
-            points = n,
-            "dropped: {why}"
+            why,
         );
     }
 
     fn send_error(&self, reason: &str) {
-        self.metrics
-            .send_errors
-            .with_label_values(&[&self.cfg.name, reason])
-            .inc();
+        super::count_send_error(&self.metrics, &self.cfg.name, reason);
     }
 
     fn lines<'b>(&self, body: &'b [u8]) -> Box<dyn Iterator<Item = &'b [u8]> + 'b> {
