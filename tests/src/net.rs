@@ -21,23 +21,46 @@ fn claim(port: u16) -> bool {
         .insert(port)
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now and that no other fixture of this
-/// test process has been given.
+/// The ports the kernel picks from for outgoing connections and `bind(0)`
+/// (`net.ipv4.ip_local_port_range`). A port probed free there can be taken by any outgoing
+/// connection before the fixture it was meant for binds it, so fixtures get ports below it.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(str::parse::<u16>);
+            Some((parts.next()?.ok()?, parts.next()?.ok()?))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// Candidate ports outside the ephemeral range, starting at a place that differs per process so
+/// that test binaries run one after another do not walk the same ports.
+fn candidates() -> impl Iterator<Item = u16> {
+    let (low, high) = ephemeral_range();
+    let (start, end) = if low > 12_000 {
+        (10_000u32, u32::from(low))
+    } else {
+        (u32::from(high) + 1, 65_535)
+    };
+    let span = end - start;
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let offset = seed % span;
+    (0..span).map(move |i| u16::try_from(start + (offset + i) % span).unwrap_or(u16::MAX))
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now, that no other fixture of this
+/// test process has been given, and that the kernel will not pick for an outgoing connection.
 ///
 /// # Panics
-/// When the kernel cannot hand out a port.
+/// When no port is free.
 pub fn free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|err| panic!("cannot bind a probe socket on 127.0.0.1: {err}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|err| panic!("probe socket has no address: {err}"))
-            .port();
-        if claim(port) {
-            return port;
-        }
-    }
+    candidates()
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port))
+        .unwrap_or_else(|| panic!("no free TCP port on 127.0.0.1 below the ephemeral range"))
 }
 
 /// A UDP port on 127.0.0.1 that is free right now, and also free for TCP, so that a listener
@@ -46,17 +69,15 @@ pub fn free_port() -> u16 {
 /// # Panics
 /// When the kernel cannot hand out a port.
 pub fn free_udp_port() -> u16 {
-    loop {
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .unwrap_or_else(|err| panic!("cannot bind a UDP probe socket on 127.0.0.1: {err}"));
-        let port = socket
-            .local_addr()
-            .unwrap_or_else(|err| panic!("probe socket has no address: {err}"))
-            .port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
-            return port;
-        }
-    }
+    candidates()
+        .find(|&port| {
+            UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && claim(port)
+        })
+        .unwrap_or_else(|| {
+            panic!("no free UDP and TCP port on 127.0.0.1 below the ephemeral range")
+        })
 }
 
 /// `127.0.0.1:<port>`.
