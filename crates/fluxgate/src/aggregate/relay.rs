@@ -27,7 +27,7 @@
 
 use std::{
     any::Any,
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     sync::{
         atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -36,6 +36,7 @@ use std::{
 
 use std::cell::RefCell;
 
+use foldhash::{HashMap, HashMapExt};
 use regex::{Regex, RegexSet};
 
 use super::{
@@ -211,10 +212,89 @@ struct Invocation {
     buckets: VecDeque<Bucket>,
 }
 
+/// One compute's invocations, in slots so that an input seen before reaches its invocation by
+/// index (kept in the per-thread name cache) instead of hashing the output name again; a
+/// slot's generation changes when its invocation goes away, which tells a cached index it is
+/// stale.
+#[derive(Debug, Default)]
+struct Invocations {
+    by_name: HashMap<Box<str>, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    /// The output name and its invocation; `None` while the slot is free.
+    live: Option<(Box<str>, Invocation)>,
+}
+
+impl Invocations {
+    /// The invocation of `target`, by its cached slot when that is still its own.
+    fn find(&mut self, target: &mut Target) -> Option<&mut Invocation> {
+        let cached = self
+            .slots
+            .get(target.slot as usize)
+            .is_some_and(|s| s.generation == target.generation && s.live.is_some());
+        if !cached {
+            let &slot = self.by_name.get(&target.output)?;
+            target.slot = slot;
+            target.generation = self.slots[slot as usize].generation;
+        }
+        self.slots[target.slot as usize]
+            .live
+            .as_mut()
+            .map(|(_, inv)| inv)
+    }
+
+    fn insert(&mut self, target: &mut Target, inv: Invocation) -> &mut Invocation {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    live: None,
+                });
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.by_name.insert(target.output.clone(), slot);
+        let entry = &mut self.slots[slot as usize];
+        target.slot = slot;
+        target.generation = entry.generation;
+        &mut entry.live.insert((target.output.clone(), inv)).1
+    }
+
+    /// Calls `keep` on every invocation and frees those it returns `false` for; how many.
+    fn retain(&mut self, mut keep: impl FnMut(&str, &mut Invocation) -> bool) -> usize {
+        let mut gone = 0;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some((name, inv)) = slot.live.as_mut() else {
+                continue;
+            };
+            if !keep(name, inv) {
+                self.by_name.remove(&**name);
+                slot.live = None;
+                slot.generation = slot.generation.wrapping_add(1);
+                self.free.push(u32::try_from(i).unwrap_or(u32::MAX));
+                gone += 1;
+            }
+        }
+        gone
+    }
+
+    #[cfg(test)]
+    fn get(&self, output: &str) -> Option<&Invocation> {
+        let &slot = self.by_name.get(output)?;
+        self.slots[slot as usize].live.as_ref().map(|(_, inv)| inv)
+    }
+}
+
 #[derive(Debug, Default)]
 struct SectionState {
-    /// Per compute: output name → invocation.
-    computes: Vec<HashMap<Box<str>, Invocation>>,
+    /// Per compute: its invocations by output name.
+    computes: Vec<Invocations>,
     /// The second of the last expiry scan (carbon-c-relay's clock is `time()`).
     scanned: i64,
     /// Values taken since the counter was last brought up to date (at each tick): a shared
@@ -237,10 +317,21 @@ struct Section {
     metrics: AggregateMetrics,
 }
 
-/// One input's destinations: (section, compute, output name).
+/// One destination of an input: a section's compute and the output name it writes to, with
+/// the slot its invocation had when last seen.
+#[derive(Debug)]
+struct Target {
+    section: u32,
+    compute: u32,
+    output: Box<str>,
+    slot: u32,
+    generation: u32,
+}
+
+/// One input's destinations.
 #[derive(Debug, Default)]
 struct Resolved {
-    targets: Vec<(usize, usize, Box<str>)>,
+    targets: Vec<Target>,
     stopped: bool,
 }
 
@@ -386,7 +477,9 @@ impl RelayAggregator {
                 Some(s) => (s.state.clone(), s.series.clone()),
                 None => {
                     let state = SectionState {
-                        computes: (0..computes.len()).map(|_| HashMap::new()).collect(),
+                        computes: (0..computes.len())
+                            .map(|_| Invocations::default())
+                            .collect(),
                         scanned: 0,
                         received: 0,
                     };
@@ -451,7 +544,13 @@ impl RelayAggregator {
                         scratch.clone()
                     }
                 };
-                r.targets.push((s, c, output.into_boxed_str()));
+                r.targets.push(Target {
+                    section: s as u32,
+                    compute: c as u32,
+                    output: output.into_boxed_str(),
+                    slot: u32::MAX,
+                    generation: 0,
+                });
             }
             if section.stop {
                 r.stopped = true;
@@ -463,7 +562,7 @@ impl RelayAggregator {
 
     fn feed(
         &self,
-        resolved: &Resolved,
+        resolved: &mut Resolved,
         value: f64,
         timestamp: i64,
         now_ms: &dyn Fn() -> i64,
@@ -471,8 +570,8 @@ impl RelayAggregator {
         if resolved.targets.is_empty() && !resolved.stopped {
             return Offer::Pass;
         }
-        for (s, c, output) in &resolved.targets {
-            self.put(*s, *c, output, value, timestamp, now_ms);
+        for target in &mut resolved.targets {
+            self.put(target, value, timestamp, now_ms);
         }
         if resolved.stopped {
             Offer::Consumed
@@ -481,23 +580,17 @@ impl RelayAggregator {
         }
     }
 
-    fn put(
-        &self,
-        s: usize,
-        c: usize,
-        output: &str,
-        value: f64,
-        epoch: i64,
-        now_ms: &dyn Fn() -> i64,
-    ) {
-        let section = &self.sections[s];
-        let mut state = lock(&section.state);
+    fn put(&self, target: &mut Target, value: f64, epoch: i64, now_ms: &dyn Fn() -> i64) {
+        let c = target.compute as usize;
+        let section = &self.sections[target.section as usize];
+        let mut guard = lock(&section.state);
+        let state = &mut *guard;
         let invocations = &mut state.computes[c];
-        let inv = match invocations.get_mut(output) {
+        let inv = match invocations.find(target) {
             Some(inv) => inv,
             None => {
                 if self.series.load(Ordering::Relaxed) >= self.limits.max_series {
-                    section.metrics.drop("max_series", output);
+                    section.metrics.drop("max_series", &target.output);
                     return;
                 }
                 self.series.fetch_add(1, Ordering::Relaxed);
@@ -509,12 +602,16 @@ impl RelayAggregator {
                 let buckets = (0..section.buckets)
                     .map(|i| Bucket::new(first + i as i64 * section.every))
                     .collect();
-                invocations.entry(output.into()).or_insert(Invocation {
-                    expire: section.expire + splay,
-                    buckets,
-                })
+                invocations.insert(
+                    target,
+                    Invocation {
+                        expire: section.expire + splay,
+                        buckets,
+                    },
+                )
             }
         };
+        let output = &*target.output;
         let itime = epoch - inv.buckets[0].start;
         if itime < 0 {
             section.metrics.drop("late", output);
@@ -562,11 +659,11 @@ impl Aggregator for RelayAggregator {
                 names.clear();
                 *id = self.id;
             }
-            if let Some(resolved) = names.get(name) {
+            if let Some(resolved) = names.get_mut(name) {
                 return self.feed(resolved, value, timestamp, now_ms);
             }
-            let resolved = self.resolve(name);
-            let offer = self.feed(&resolved, value, timestamp, now_ms);
+            let mut resolved = self.resolve(name);
+            let offer = self.feed(&mut resolved, value, timestamp, now_ms);
             if names.len() >= MAX_CACHED_NAMES {
                 names.clear();
             }
@@ -598,8 +695,7 @@ impl Aggregator for RelayAggregator {
             };
             for (c, invocations) in state.computes.iter_mut().enumerate() {
                 let func = section.computes[c].func;
-                let mut gone = 0;
-                invocations.retain(|name, inv| {
+                let gone = invocations.retain(|name, inv| {
                     while inv.buckets[0].start + inv.expire < now {
                         let Some(mut b) = inv.buckets.pop_front() else {
                             break;
@@ -619,11 +715,7 @@ impl Aggregator for RelayAggregator {
                         b.values.clear();
                         inv.buckets.push_back(b);
                     }
-                    let keep = inv.buckets.iter().any(|b| b.cnt > 0);
-                    if !keep {
-                        gone += 1;
-                    }
-                    keep
+                    inv.buckets.iter().any(|b| b.cnt > 0)
                 });
                 if gone > 0 {
                     self.series.fetch_sub(gone, Ordering::Relaxed);
@@ -735,15 +827,45 @@ mod tests {
     }
 
     #[test]
+    fn an_invocation_gone_and_its_slot_taken_by_another_name_is_found_again_by_name() {
+        let a = build(&[section(&["^(a|b)$"], 10, 20, &[("sum", "o.\\1")])]);
+        let now = std::cell::Cell::new(1_000_000i64);
+        let clock = || now.get() * 1000;
+        // `a` takes the first slot, then goes away once its bucket is produced.
+        a.offer("a", 1.0, 1_000_000, &clock);
+        assert_eq!(tick(&a, 1_000_040), vec![("o.a".into(), 1_000_010, 1.0)]);
+        assert_eq!(a.series(), 0);
+        // `b` takes the freed slot; `a`, whose cached target still names it, must not feed `b`.
+        now.set(1_000_050);
+        a.offer("b", 2.0, 1_000_050, &clock);
+        a.offer("a", 3.0, 1_000_050, &clock);
+        a.offer("a", 4.0, 1_000_050, &clock);
+        assert_eq!(a.series(), 2);
+        assert_eq!(
+            tick(&a, 1_000_090),
+            vec![
+                ("o.a".into(), 1_000_060, 7.0),
+                ("o.b".into(), 1_000_060, 2.0)
+            ]
+        );
+    }
+
+    #[test]
     fn write_to_keeps_the_text_around_the_match_and_stop_ends_it() {
         let mut first = section(&["^a\\.(x|y)"], 10, 20, &[("max", "m.\\1")]);
         first.stop = true;
         let a = build(&[first, section(&["*"], 10, 20, &[("min", "all.min")])]);
+        let targets = |r: &Resolved| -> Vec<(u32, u32, String)> {
+            r.targets
+                .iter()
+                .map(|t| (t.section, t.compute, t.output.to_string()))
+                .collect()
+        };
         let r = a.resolve("a.x.b");
-        assert_eq!(r.targets, vec![(0, 0, "m.x.b".into())]);
+        assert_eq!(targets(&r), vec![(0, 0, "m.x.b".into())]);
         assert!(r.stopped);
         let r = a.resolve("c.d");
-        assert_eq!(r.targets, vec![(1, 0, "all.min".into())]);
+        assert_eq!(targets(&r), vec![(1, 0, "all.min".into())]);
         assert!(!r.stopped);
     }
 
