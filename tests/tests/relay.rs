@@ -861,3 +861,90 @@ fn fnv1a_32(bytes: &[u8]) -> u32 {
         (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
 }
+
+/// Lines that go on as they came are taken in runs straight from the read buffer; lines cut
+/// across writes, bad lines among them and an over-long one still come out right: every good
+/// line in order, each bad one refused with its own line number.
+#[test]
+fn runs_of_unchanged_lines_across_writes_keep_order_and_bad_lines_their_numbers() {
+    let capture = TcpCapture::start();
+    let listeners = Listeners::new();
+    let gateway = listeners.start(&graphite_output(
+        "capture",
+        "plaintext",
+        "forward",
+        &[capture.addr().to_string()],
+        "",
+    ));
+    let mut input = String::new();
+    let mut want = Vec::new();
+    let mut bad = Vec::new();
+    for i in 1..=20_000u32 {
+        let line = match i {
+            5_000 | 12_345 => {
+                bad.push(i);
+                "not a line".to_owned()
+            }
+            15_000 => {
+                bad.push(i);
+                format!("long.{} 1 1700000000", "x".repeat(20_000))
+            }
+            _ if i % 997 == 0 => {
+                // Re-encoded, in its place.
+                want.push(format!("respelled.{i} 1.5 1700000000"));
+                format!("respelled.{i} 1.50 1700000000")
+            }
+            _ => {
+                let line = format!(
+                    "run.h{}.cpu {}.{} 1700000{:03}",
+                    i % 50,
+                    i,
+                    i % 9 + 1,
+                    i % 1000
+                );
+                want.push(line.clone());
+                line
+            }
+        };
+        input.push_str(&line);
+        input.push('\n');
+    }
+    // Writes of odd sizes, so reads end in the middle of lines.
+    let mut stream = TcpStream::connect(listeners.plaintext).expect("connect");
+    for piece in input.as_bytes().chunks(7_919) {
+        stream.write_all(piece).expect("write");
+        stream.flush().expect("flush");
+    }
+    stream.shutdown(Shutdown::Write).expect("shutdown");
+    let got = capture.wait_for_lines(want.len(), WAIT);
+    assert_eq!(got.len(), want.len(), "{}", relevant_metrics(&gateway));
+    assert!(got == want, "lines out of order or changed");
+    // Each refused, counted by reason; the first named by its line (the log is rate
+    // limited).
+    let rejected = |reason| {
+        metric(
+            &gateway,
+            "fluxgate_rejected_total",
+            &[("listener", "plaintext_tcp"), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        rejected("invalid_value"),
+        2.0,
+        "{}",
+        relevant_metrics(&gateway)
+    );
+    assert_eq!(
+        rejected("line_too_long"),
+        1.0,
+        "{}",
+        relevant_metrics(&gateway)
+    );
+    assert_eq!(bad, [5_000, 12_345, 15_000]);
+    let log = gateway.log();
+    assert!(
+        log.contains("at line 5000,"),
+        "the log does not name line 5000:\n{}",
+        gateway.log_tail(20)
+    );
+}

@@ -34,6 +34,109 @@ pub struct Pipeline {
     pub aggregation: Option<Arc<crate::aggregate::Aggregation>>,
 }
 
+impl Pipeline {
+    /// When a canonical plaintext line whose name cleansing keeps would reach every output
+    /// as the very bytes it came as (no aggregation, rewrite or route rule; only Graphite
+    /// outputs), the test for such lines: a relay then copies them on without parsing them.
+    pub fn passthrough(&self) -> Option<Passthrough> {
+        if self.aggregation.is_some()
+            || self.outputs.is_empty()
+            || !self
+                .outputs
+                .iter()
+                .all(|o| matches!(o.form(), Form::Graphite(_)))
+        {
+            return None;
+        }
+        self.router.identity().map(|names| Passthrough { names })
+    }
+}
+
+/// Tells plaintext lines that go on unchanged ([`Pipeline::passthrough`]).
+#[derive(Clone, Debug)]
+pub struct Passthrough {
+    names: crate::route::PlainNames,
+}
+
+impl Passthrough {
+    /// The lines at the start of `input` that go on as they are, back to back: how many
+    /// bytes they take (with their `\n`s) and how many lines they are. Stops at the first
+    /// line that is not accepted ([`Passthrough::line_len`]) or longer than `max_line`.
+    pub fn take_run(&self, input: &[u8], max_line: usize) -> (usize, usize) {
+        let (mut used, mut lines) = (0, 0);
+        while let Some(len) = self.line_len(&input[used..], max_line) {
+            used += len + 1;
+            lines += 1;
+        }
+        (used, lines)
+    }
+
+    /// The length of the first line of `input` when it is at most `max_line` bytes, ends in
+    /// a plain `\n` and is `path value timestamp` spelled canonically
+    /// ([`graphite_plaintext::is_canonical`]), its path kept by cleansing and its timestamp in
+    /// range: the line the parsing way would write for it is the line itself. No parsing of
+    /// the value, and a few short passes over the bytes.
+    #[inline]
+    pub fn line_len(&self, input: &[u8], max_line: usize) -> Option<usize> {
+        let window = &input[..input.len().min(max_line.saturating_add(1))];
+        let path_end = self.names.path_end(window)?;
+        // The value: -?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?, at most 15 digits, not -0.
+        let rest = &window[path_end + 1..];
+        let (negative, unsigned) = match rest.split_first() {
+            Some((b'-', unsigned)) => (true, unsigned),
+            _ => (false, rest),
+        };
+        let int_len = digits(unsigned);
+        if int_len == 0 || (int_len > 1 && unsigned[0] == b'0') {
+            return None;
+        }
+        let mut value_len = int_len;
+        let mut frac_len = 0;
+        if unsigned.get(int_len) == Some(&b'.') {
+            frac_len = digits(&unsigned[int_len + 1..]);
+            if frac_len == 0 || unsigned[int_len + frac_len] == b'0' {
+                return None;
+            }
+            value_len += 1 + frac_len;
+        }
+        if int_len + frac_len > 15 || (negative && frac_len == 0 && unsigned[0] == b'0') {
+            return None;
+        }
+        let after = &unsigned[value_len..];
+        if after.first() != Some(&b' ') {
+            return None;
+        }
+        // The timestamp: 1 to 10 digits, no leading zero, at most what nanoseconds hold.
+        let ts_text = &after[1..];
+        let ts_len = digits(ts_text);
+        let ts = &ts_text[..ts_len];
+        if ts_text.get(ts_len) != Some(&b'\n')
+            || ts_len == 0
+            || ts_len > 10
+            || (ts_len > 1 && ts[0] == b'0')
+            || (ts_len == 10 && ts > b"9223372036".as_slice())
+        {
+            return None;
+        }
+        Some(window.len() - ts_text.len() + ts_len)
+    }
+}
+
+/// How many ASCII digits `bytes` starts with: eight bytes at a time.
+#[inline(always)]
+fn digits(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some(word) = bytes.get(n..n + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let flags = crate::route::swar::non_digits(x);
+        if flags != 0 {
+            return n + (flags.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + bytes[n..].iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
 /// How a submitted batch fared across outputs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Submitted {
@@ -121,6 +224,10 @@ pub struct Batch {
     post: String,
     routed: OutputSet,
     points: usize,
+    /// A run of lines that goes to these outputs (bits) as it arrived, kept as a piece of
+    /// the read buffer instead of copied ([`Batch::add_plain_shared`]): only while nothing
+    /// else is in the batch.
+    shared: Option<(Bytes, usize, u64)>,
 }
 
 impl Batch {
@@ -135,6 +242,7 @@ impl Batch {
             post: String::new(),
             routed: OutputSet::default(),
             points: 0,
+            shared: None,
         }
     }
 
@@ -157,6 +265,26 @@ impl Batch {
         false
     }
 
+    /// Canonical plaintext lines, back to back with their `\n` terminators, each accepted by
+    /// [`Pipeline::passthrough`]: copied to every output as they are, in one piece.
+    pub fn add_plain_run(&mut self, pipeline: &Pipeline, lines: &[u8], count: usize) {
+        self.prepare(pipeline);
+        self.copy_run(lines, count, pipeline.router.all_outputs());
+        self.points += count;
+    }
+
+    /// [`Batch::add_plain_run`] for lines the caller can hand over as they are: into an
+    /// empty batch they go to every output as this very piece of memory, no copy made.
+    pub fn add_plain_shared(&mut self, pipeline: &Pipeline, lines: Bytes, count: usize) {
+        if self.points == 0 && self.shared.is_none() && self.bufs.iter().all(|(b, _)| b.is_empty())
+        {
+            self.shared = Some((lines, count, pipeline.router.all_outputs()));
+            self.points += count;
+        } else {
+            self.add_plain_run(pipeline, &lines, count);
+        }
+    }
+
     /// Points added since the last submit.
     pub fn len(&self) -> usize {
         self.points
@@ -169,7 +297,8 @@ impl Batch {
     /// Bytes held for the outputs: a caller whose input can expand (a pickle that repeats a
     /// memoized path) hands the batch on before this grows large.
     pub fn bytes(&self) -> usize {
-        self.bufs.iter().map(|(b, _)| b.len()).sum()
+        self.shared.as_ref().map_or(0, |(b, _, _)| b.len())
+            + self.bufs.iter().map(|(b, _)| b.len()).sum::<usize>()
     }
 
     fn prepare(&mut self, pipeline: &Pipeline) {
@@ -177,6 +306,20 @@ impl Batch {
             self.bufs
                 .resize_with(pipeline.outputs.len(), Default::default);
             self.hints.resize(pipeline.outputs.len(), 0);
+        }
+        if let Some((lines, count, outputs)) = self.shared.take() {
+            // Something else joins the batch: the shared run becomes a copy, in order.
+            self.copy_run(&lines, count, outputs);
+        }
+    }
+
+    fn copy_run(&mut self, lines: &[u8], count: usize, outputs: u64) {
+        for (i, (buf, n)) in self.bufs.iter_mut().enumerate() {
+            if outputs & (1 << i) != 0 {
+                make_room(buf, self.hints[i]);
+                buf.extend_from_slice(lines);
+                *n += count;
+            }
         }
     }
 
@@ -495,6 +638,16 @@ impl Batch {
     ) -> Vec<(Arc<dyn Output>, Vec<Chunk>)> {
         self.points = 0;
         let mut work: Vec<(Arc<dyn Output>, Vec<Chunk>)> = Vec::new();
+        if let Some((lines, count, outputs)) = self.shared.take() {
+            // Alone in the batch (see `prepare`): every output's part is this piece.
+            for (i, o) in pipeline.outputs.iter().enumerate() {
+                if outputs & (1 << i) != 0 {
+                    let chunk = Chunk::new(target.clone(), lines.clone(), count);
+                    work.push((o.clone(), vec![chunk]));
+                }
+            }
+            return work;
+        }
         for (i, o) in pipeline.outputs.iter().enumerate() {
             let Some((buf, n)) = self.bufs.get_mut(i) else {
                 break;
@@ -741,5 +894,162 @@ async fn submit_all_or_nothing(
                 ..Submitted::default()
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{Cleanser, Validation, DEFAULT_ALLOWED_CHARS};
+    use crate::translate::influx::SegmentEncoder;
+    use proptest::prelude::*;
+
+    fn cleansers() -> Vec<Cleanser> {
+        [Validation::None, Validation::Cleanse, Validation::Encode]
+            .into_iter()
+            .map(|v| {
+                let encoder = SegmentEncoder::new(metric_name::Encoding::Idna, true);
+                Cleanser::new(v, DEFAULT_ALLOWED_CHARS, encoder).unwrap()
+            })
+            .collect()
+    }
+
+    /// Lines near the canonical form: names with dots, tags, odd and non-ASCII bytes, long
+    /// segments; values and timestamps with the spellings that are and are not canonical.
+    fn near_canonical() -> impl Strategy<Value = Vec<u8>> {
+        let name = prop::collection::vec(
+            prop_oneof![
+                8 => "[a-z0-9]{1,8}",
+                1 => Just(".".to_string()),
+                1 => Just(";k=v".to_string()),
+                1 => "[-_:#%~!]",
+                1 => Just("é".to_string()),
+                1 => "[a-z]{60,70}",
+            ],
+            1..6,
+        )
+        .prop_map(|parts| parts.join("."));
+        let value = prop_oneof![
+            "-?[0-9]{1,3}(\\.[0-9]{1,3})?",
+            Just("1e3".to_string()),
+            Just("-0".to_string()),
+            Just("nan".to_string()),
+            Just("12.50".to_string()),
+            "[0-9]{14,17}",
+        ];
+        let ts = prop_oneof![
+            "[1-9][0-9]{0,9}",
+            Just("9223372036".to_string()),
+            Just("9223372037".to_string()),
+            Just("9999999999".to_string()),
+            Just("0".to_string()),
+            Just("01".to_string()),
+            Just("1.5".to_string()),
+        ];
+        let sep = prop_oneof![8 => Just(" "), 1 => Just("  "), 1 => Just("\t")];
+        (name, sep.clone(), value, sep, ts)
+            .prop_map(|(n, a, v, b, t)| format!("{n}{a}{v}{b}{t}").into_bytes())
+    }
+
+    proptest! {
+        /// With `validation = "none"` a path is kept when it is printable ASCII without `;`,
+        /// whatever its length and wherever an odd byte sits (the check goes eight at a time).
+        #[test]
+        fn none_keeps_printable_paths_without_semicolons(
+            line in prop::collection::vec(
+                prop_oneof![16 => 0x21u8..0x7f, 2 => Just(b' '), 1 => any::<u8>()],
+                0..40,
+            )
+        ) {
+            let none = cleansers().remove(0).plain_names();
+            let space = line.iter().position(|&b| b == b' ');
+            let expected = space.filter(|&end| {
+                end > 0 && line[..end].iter().all(|&b| b.is_ascii_graphic() && b != b';')
+            });
+            prop_assert_eq!(none.path_end(&line), expected);
+            if let Some(end) = space {
+                prop_assert_eq!(none.keeps(&line[..end]), expected.is_some());
+            }
+        }
+
+        /// The eight-at-a-time digit count is the byte-by-byte one.
+        #[test]
+        fn digits_are_counted_as_one_by_one(
+            bytes in prop::collection::vec(prop_oneof![8 => b'0'..=b'9', 1 => any::<u8>()], 0..30)
+        ) {
+            let expected = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            prop_assert_eq!(digits(&bytes), expected);
+        }
+
+        /// A line the passthrough accepts is one that the parsing way would write unchanged:
+        /// spelled canonically, its name kept by cleansing, untagged, its time in range.
+        #[test]
+        fn an_accepted_line_is_its_own_output(line in near_canonical()) {
+            for cleanser in cleansers() {
+                let pass = Passthrough { names: cleanser.plain_names() };
+                let mut terminated = line.clone();
+                terminated.push(b'\n');
+                match pass.line_len(&terminated, usize::MAX) {
+                    None => continue,
+                    Some(len) => prop_assert_eq!(len, line.len()),
+                }
+                prop_assert!(graphite_plaintext::is_canonical(&line));
+                let (sample, spelled) = graphite_plaintext::parse_line_spelled(&line).unwrap();
+                prop_assert!(spelled);
+                prop_assert!(!sample.path.contains(';'));
+                let mut scratch = String::new();
+                let cleansed = cleanser.cleanse(sample.path, &mut scratch).unwrap();
+                prop_assert_eq!(cleansed, sample.path);
+                let graphite_plaintext::Timestamp::Seconds(t) = sample.timestamp else {
+                    panic!("a canonical line has a timestamp");
+                };
+                prop_assert!(crate::listener::graphite::to_nanos(t).is_some());
+                let mut again = Vec::new();
+                graphite_plaintext::encode_sample(sample.path, sample.value, t as i64, &mut again)
+                    .unwrap();
+                again.pop();
+                prop_assert_eq!(again, line.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn plain_lines_pass_and_the_others_do_not() {
+        let [none, cleanse, encode] = <[Cleanser; 3]>::try_from(cleansers()).unwrap();
+        let pass = |c: &Cleanser, line: &str| {
+            let pass = Passthrough {
+                names: c.plain_names(),
+            };
+            pass.line_len(format!("{line}\n").as_bytes(), usize::MAX) == Some(line.len())
+        };
+        for c in [&none, &cleanse, &encode] {
+            assert!(pass(c, "servers.web1.cpu 12.5 1700000000"));
+            assert!(!pass(c, "servers.web1.cpu;dc=a 12.5 1700000000"));
+            assert!(!pass(c, "servers.web1.cpu 12.50 1700000000"));
+            assert!(!pass(c, "servers.web1.cpu 12.5"));
+            assert!(!pass(c, "servers.web1.cpu 1 9223372037"));
+            assert!(pass(c, "servers.web1.cpu 1 9223372036"));
+        }
+        // `none` takes names as they came, empty segments too; the others tidy them.
+        assert!(pass(&none, "servers..cpu 12.5 1700000000"));
+        assert!(!pass(&cleanse, "servers..cpu 12.5 1700000000"));
+        assert!(!pass(&encode, "servers..cpu 12.5 1700000000"));
+        assert!(pass(&none, "servers.w%b.cpu 1 1700000000"));
+        assert!(!pass(&cleanse, "servers.w%b.cpu 1 1700000000"));
+        assert!(!pass(&encode, "servers.w%b.cpu 1 1700000000"));
+        let long = format!("servers.{}.cpu 1 1700000000", "x".repeat(64));
+        assert!(pass(&cleanse, &long));
+        assert!(!pass(&encode, &long));
+        let p = Passthrough {
+            names: cleanse.plain_names(),
+        };
+        // Not terminated, or by `\r\n`: not taken here.
+        assert_eq!(p.line_len(b"a.b 1 1700000000", 100), None);
+        assert_eq!(p.line_len(b"a.b 1 1700000000\r\n", 100), None);
+        // A run stops at the first line that is not taken, and at one over the limit.
+        let input = b"a.b 1 1700000000\nc.d 2.5 1700000000\nbad line\ne.f 3 1700000000\n";
+        assert_eq!(p.take_run(input, 100), (36, 2));
+        assert_eq!(p.take_run(input, 16), (17, 1));
+        assert_eq!(p.take_run(&input[36..], 100), (0, 0));
     }
 }

@@ -655,6 +655,106 @@ fn is_tidy(path: &[u8], keep: &[bool; 256], max_segment: usize) -> bool {
     ok & (run != 0)
 }
 
+/// A test for plain paths that cleansing leaves unchanged ([`Cleanser::plain_names`]).
+#[derive(Clone, Debug)]
+pub struct PlainNames {
+    keep: [bool; 256],
+    max_segment: usize,
+    /// `validation = "none"`: any non-empty path of printable ASCII but `;` stays as it is,
+    /// dots and all.
+    any_graphic: bool,
+}
+
+impl PlainNames {
+    /// True when cleansing leaves `path` as it is: non-empty, and either (`none`) printable
+    /// ASCII without `;`, or without empty segments and with every other byte kept.
+    #[inline]
+    pub fn keeps(&self, path: &[u8]) -> bool {
+        if self.any_graphic {
+            !path.is_empty() && path.iter().all(|&b| b.is_ascii_graphic() && b != b';')
+        } else {
+            is_tidy(path, &self.keep, self.max_segment)
+        }
+    }
+
+    /// Where the path at the start of `line` ends (its first space), when that path is one
+    /// [`PlainNames::keeps`]; `None` otherwise or when `line` has no space.
+    #[inline]
+    pub fn path_end(&self, line: &[u8]) -> Option<usize> {
+        if !self.any_graphic {
+            let end = memchr::memchr(b' ', line)?;
+            return self.keeps(&line[..end]).then_some(end);
+        }
+        // Eight bytes at a time: the first space, and no odd byte before it.
+        let mut n = 0;
+        while let Some(word) = line.get(n..n + 8) {
+            let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            let (space, odd) = swar::space_and_odd(x);
+            if space != 0 {
+                let at = (space.trailing_zeros() / 8) as usize;
+                let before = (1u64 << (at * 8)) - 1;
+                return (odd & before == 0 && n + at > 0).then_some(n + at);
+            }
+            if odd != 0 {
+                return None;
+            }
+            n += 8;
+        }
+        let end = n + memchr::memchr(b' ', &line[n..])?;
+        let tail_kept = line[n..end]
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b';');
+        (end > 0 && tail_kept).then_some(end)
+    }
+}
+
+/// Byte-parallel tests on eight bytes at a time (a `u64` read little-endian). Each returns a
+/// word with the high bit of every byte that matches set, and no other bit: exact per byte,
+/// the arithmetic never carries from one byte into the next.
+pub(crate) mod swar {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+
+    /// The bytes that are not zero.
+    #[inline(always)]
+    fn nonzero(x: u64) -> u64 {
+        (((x & LOW7) + LOW7) | x) & HIGH
+    }
+
+    /// The bytes equal to `b`.
+    #[inline(always)]
+    fn equal(x: u64, b: u8) -> u64 {
+        !nonzero(x ^ (ONES * u64::from(b))) & HIGH
+    }
+
+    /// The spaces, and the bytes that are neither printable ASCII (`!` to `~`) nor a space,
+    /// or are `;`.
+    #[inline(always)]
+    pub(crate) fn space_and_odd(x: u64) -> (u64, u64) {
+        let space = equal(x, b' ');
+        // Printable or space: 0x20..=0x7e.
+        let high = x & HIGH;
+        let low = x & LOW7;
+        // low >= 0x20: adding 0x60 sets the high bit; low == 0x7f: adding 1 sets it.
+        let at_least_space = (low + ONES * 0x60) & HIGH;
+        let is_del = equal(x, 0x7f);
+        let printable_or_space = at_least_space & !high & !is_del;
+        let odd = ((!printable_or_space & HIGH) | equal(x, b';')) & !space;
+        (space, odd)
+    }
+
+    /// The bytes that are not ASCII digits.
+    #[inline(always)]
+    pub(crate) fn non_digits(x: u64) -> u64 {
+        let t = x ^ (ONES * 0x30);
+        let high_nibble = t & (ONES * 0xf0);
+        // Low nibble 10..=15: adding 6 carries into 0x10 (at most 21: no carry out).
+        let low_over = ((t & (ONES * 0x0f)) + ONES * 6) & (ONES * 0x10);
+        nonzero(high_nibble | low_over)
+    }
+}
+
 /// Cleanses Graphite names as configured by `validation`.
 #[derive(Clone)]
 pub struct Cleanser {
@@ -732,6 +832,26 @@ impl Cleanser {
             safe,
             encoder,
         })
+    }
+
+    /// Which plain Graphite paths this cleanser leaves exactly as they are: what lets a relay
+    /// pass such a line on as the bytes it came as. Tagged names (`;`) and bytes outside
+    /// printable ASCII are never among them (they are checked on the way that parses).
+    pub fn plain_names(&self) -> PlainNames {
+        let (table, max_segment) = match self.validation {
+            Validation::None => ([true; 256], usize::MAX),
+            Validation::Cleanse => (self.allowed, usize::MAX),
+            Validation::Encode => (self.safe, MAX_SAFE_SEGMENT),
+        };
+        let mut keep = [false; 256];
+        for b in 0..=255u8 {
+            keep[b as usize] = table[b as usize] && b.is_ascii_graphic() && b != b';' && b != b'.';
+        }
+        PlainNames {
+            keep,
+            max_segment,
+            any_graphic: self.validation == Validation::None,
+        }
     }
 
     pub fn validation(&self) -> Validation {
@@ -1113,6 +1233,18 @@ impl Router {
         } else {
             name
         }
+    }
+
+    /// When no rewrite and no route rule is configured, every Graphite point goes to every
+    /// output under the name it came with if cleansing keeps it: which names those are.
+    pub fn identity(&self) -> Option<PlainNames> {
+        (self.rewrites.is_empty() && self.post_rewrites.is_empty() && self.rules.is_empty())
+            .then(|| self.cleanser.plain_names())
+    }
+
+    /// The outputs a point goes to when no route rule is configured: all of them.
+    pub fn all_outputs(&self) -> u64 {
+        self.all
     }
 
     /// Whether any `stage = "post"` rewrite is configured.

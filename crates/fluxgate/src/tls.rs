@@ -208,6 +208,15 @@ impl Conn {
         }
     }
 
+    /// The TCP stream when the connection is not TLS: its readiness can then be waited for
+    /// without a buffer (over TLS, a readable socket may hold no data yet).
+    pub fn plain(&self) -> Option<&TcpStream> {
+        match self {
+            Conn::Plain(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Whether the peer has closed (or reset) the connection, or sent something. carbon
     /// never sends anything, so readable data or EOF both mean the connection is not the one
     /// to write into. Over TLS, records without data (session tickets) are consumed here.

@@ -94,6 +94,18 @@ impl LineSplitter {
         self.line
     }
 
+    /// Counts `count` whole lines that the caller took from the start of its input without
+    /// this splitter (lines it recognized itself): the next line is numbered after them, and
+    /// nothing before them is pending any more. Only between lines, not while discarding.
+    pub fn skip_lines(&mut self, count: u64) {
+        debug_assert!(
+            !self.discarding,
+            "skip_lines while discarding an over-long line"
+        );
+        self.line += count;
+        self.scanned = 0;
+    }
+
     /// Whether the splitter is skipping the rest of an over-long line.
     pub fn is_discarding(&self) -> bool {
         self.discarding

@@ -49,6 +49,10 @@ const BUFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// At a stop, how much a connection still reads of what its socket holds.
 const STOP_DRAIN_BYTES: usize = 4 << 20;
 
+/// A parsed buffer holding at most this much (a line or frame begun) is moved into one of
+/// its size while the connection waits for more.
+const SETTLED_TAIL_BYTES: usize = 4096;
+
 #[derive(Debug)]
 pub(crate) struct GraphiteBatch {
     ctx: Arc<ListenerCtx>,
@@ -93,20 +97,41 @@ impl GraphiteBatch {
             Some(room) if room > 0 => chunk.min(room),
             _ => chunk,
         };
-        if let Some(end) = self.hold(buf.len() + chunk, buf.len()).await {
-            return end;
-        }
-        buf.reserve(chunk);
-        let idle_timer = async {
+        let idle_timer = || async {
             if idle.is_zero() {
                 std::future::pending::<()>().await
             } else {
                 tokio::time::sleep(idle).await
             }
         };
+        // Data first, then a buffer for it: a connection that waits for its sender holds no
+        // read buffer (with many connections, most of them wait at any moment).
+        if let Some(plain) = stream.plain() {
+            tokio::select! {
+                r = plain.readable() => {
+                    if let Err(e) = r {
+                        self.reject("read_error", &format_args!("read failed: {e}"));
+                        return Read::Eof;
+                    }
+                }
+                _ = idle_timer() => {
+                    self.reject(
+                        "idle_timeout",
+                        &format_args!("nothing received for {idle:?}: closing the connection"),
+                    );
+                    return Read::Idle;
+                }
+                // Stopping: the drain below reads what is there.
+                _ = self.ctx.cancel.cancelled() => {}
+            }
+        }
+        if let Some(end) = self.hold(buf.len() + chunk, buf.len()).await {
+            return end;
+        }
+        buf.reserve(chunk);
         let read = tokio::select! {
             r = stream.read_buf(buf) => r,
-            _ = idle_timer => {
+            _ = idle_timer() => {
                 self.reject(
                     "idle_timeout",
                     &format_args!("nothing received for {idle:?}: closing the connection"),
@@ -178,12 +203,17 @@ impl GraphiteBatch {
         }
     }
 
-    /// After a read was parsed: an empty buffer is let go, with its room in the budget, so
-    /// idle connections hold nothing.
+    /// After a read was parsed: the buffer is let go, with its room in the budget, and what
+    /// it still holds (the start of a line or frame, when small) moves to one of its size, so
+    /// waiting connections hold next to nothing.
     pub(crate) fn settle(&mut self, buf: &mut bytes::BytesMut) {
         if buf.is_empty() && buf.capacity() > 0 {
             *buf = bytes::BytesMut::new();
             self.held = crate::queue::Permit::default();
+        } else if buf.len() <= SETTLED_TAIL_BYTES && buf.capacity() > SETTLED_TAIL_BYTES {
+            *buf = bytes::BytesMut::from(&buf[..]);
+            let unused = self.held.bytes().saturating_sub(buf.len());
+            drop(self.held.split(0, unused));
         }
     }
 
@@ -271,6 +301,21 @@ impl GraphiteBatch {
             },
             Err(e) => self.reject(e.reason(), &e),
         }
+    }
+
+    /// Canonical lines that go on as they came ([`crate::pipeline::Batch::add_plain_run`]).
+    pub(crate) fn add_plain_run(&mut self, pipeline: &Pipeline, lines: &[u8], count: usize) {
+        self.batch.add_plain_run(pipeline, lines, count);
+    }
+
+    /// [`crate::pipeline::Batch::add_plain_shared`]: lines handed on without a copy.
+    pub(crate) fn add_plain_shared(
+        &mut self,
+        pipeline: &Pipeline,
+        lines: bytes::Bytes,
+        count: usize,
+    ) {
+        self.batch.add_plain_shared(pipeline, lines, count);
     }
 
     /// Points translated and not yet flushed.

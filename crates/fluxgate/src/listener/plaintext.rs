@@ -10,7 +10,11 @@ use super::{
     graphite::{GraphiteBatch, Read},
     ListenerCtx,
 };
-use crate::{pipeline::Pipeline, tls::Conn, translate::graphite::Translator};
+use crate::{
+    pipeline::{Passthrough, Pipeline},
+    tls::Conn,
+    translate::graphite::Translator,
+};
 
 /// Reads are parsed whole, so this is also the largest batch one read produces.
 const READ_BYTES: usize = 64 * 1024;
@@ -35,11 +39,34 @@ pub async fn connection(
         batch.begin();
         let pipeline = ctx.pipeline();
         let mut translator = pipeline.templates.translator();
-        let mut lines = splitter.lines(&buf, read == Read::Eof);
-        for line in lines.by_ref() {
-            batch.add_line(&pipeline, &mut translator, line);
-        }
-        let consumed = lines.consumed();
+        let eof = read == Read::Eof;
+        let consumed = match pipeline.passthrough() {
+            Some(pass) => match whole_run(&batch, &pass, &buf, &mut splitter, eof) {
+                Run::Whole(used, count) => {
+                    // The read is one run of lines that go on as they are: handed on as
+                    // this piece of the read buffer.
+                    let lines = buf.split_to(used).freeze();
+                    batch.add_plain_shared(&pipeline, lines, count);
+                    0
+                }
+                Run::First(first) => add_passing(
+                    &mut batch,
+                    &pipeline,
+                    &mut translator,
+                    (&pass, first),
+                    &buf,
+                    &mut splitter,
+                    eof,
+                ),
+            },
+            None => {
+                let mut lines = splitter.lines(&buf, eof);
+                for line in lines.by_ref() {
+                    batch.add_line(&pipeline, &mut translator, line);
+                }
+                lines.consumed()
+            }
+        };
         drop(translator);
         buf.advance(consumed);
         batch.flush(&pipeline).await;
@@ -64,6 +91,72 @@ pub async fn connection(
                 }
                 return;
             }
+        }
+    }
+}
+
+/// The run of lines at the start of a read that go on as they are (bytes, lines).
+enum Run {
+    /// All the read holds: what is left is the start of a line, and the batch is empty.
+    /// The splitter counted the lines as taken.
+    Whole(usize, usize),
+    /// Only the first run; the rest of the read still to be looked at.
+    First(Option<(usize, usize)>),
+}
+
+fn whole_run(
+    batch: &GraphiteBatch,
+    pass: &Passthrough,
+    input: &[u8],
+    splitter: &mut LineSplitter,
+    eof: bool,
+) -> Run {
+    if splitter.is_discarding() {
+        return Run::First(None);
+    }
+    let max_line = splitter.max_line_bytes();
+    let (used, count) = pass.take_run(input, max_line);
+    let rest = &input[used..];
+    // The rest must be the start of a line that the splitter would wait on.
+    let waits = rest.len() <= max_line && memchr::memchr(b'\n', rest).is_none();
+    if count == 0 || batch.len() > 0 || !waits || (eof && !rest.is_empty()) {
+        return Run::First(Some((used, count)));
+    }
+    splitter.skip_lines(count as u64);
+    Run::Whole(used, count)
+}
+
+/// The lines of `input` when a [`Passthrough`] applies: runs of lines it accepts are
+/// copied on as one piece of the input, without the splitter; every other line takes the
+/// splitter and the parsing way, in order. Returns how much of `input` was used.
+fn add_passing(
+    batch: &mut GraphiteBatch,
+    pipeline: &Pipeline,
+    tr: &mut Translator<'_>,
+    (pass, mut first): (&Passthrough, Option<(usize, usize)>),
+    input: &[u8],
+    splitter: &mut LineSplitter,
+    eof: bool,
+) -> usize {
+    let max_line = splitter.max_line_bytes();
+    let mut pos = 0;
+    loop {
+        if !splitter.is_discarding() {
+            let (used, count) = first
+                .take()
+                .unwrap_or_else(|| pass.take_run(&input[pos..], max_line));
+            if count > 0 {
+                batch.add_plain_run(pipeline, &input[pos..pos + used], count);
+                splitter.skip_lines(count as u64);
+                pos += used;
+            }
+        }
+        let mut lines = splitter.lines(&input[pos..], eof);
+        let line = lines.next();
+        pos += lines.consumed();
+        match line {
+            Some(line) => batch.add_line(pipeline, tr, line),
+            None => return pos,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! a name found in the old generation moves to the current one. Names sent every interval
 //! therefore stay, and a flood of one-off names costs at most two generations of memory.
 
-use std::collections::HashMap;
+// Names come from senders: a seeded hash, and a fast one (a lookup per line).
+use foldhash::HashMap;
 
 /// Bytes one generation may hold, counting each name and a fixed overhead per entry.
 pub(crate) const GENERATION_BYTES: usize = 8 << 20;
