@@ -310,14 +310,19 @@ impl Inner {
             .kind()
             .is_hashing()
             .then(|| lock(&self.placements));
-        for line in chunk.body.split_inclusive(|&b| b == b'\n') {
-            let end = memchr::memchr(b' ', line).unwrap_or(line.len());
-            let Ok(name) = std::str::from_utf8(&line[..end]) else {
-                continue;
-            };
+        let body = &chunk.body[..];
+        let mut start = 0;
+        while start < body.len() {
+            let end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i + 1);
+            let line = &body[start..end];
+            start = end;
+            let name = &line[..memchr::memchr(b' ', line).unwrap_or(line.len())];
             match cache.as_mut() {
                 Some(cache) => cache.place(name, &mut chosen, |n, o| self.cluster.place(n, o)),
-                None => self.place(name, &mut chosen),
+                None => match std::str::from_utf8(name) {
+                    Ok(name) => self.place(name, &mut chosen),
+                    Err(_) => chosen.clear(),
+                },
             }
             if chosen.is_empty() {
                 homeless += 1;

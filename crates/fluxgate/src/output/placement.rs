@@ -18,13 +18,42 @@ pub(crate) const GENERATION_BYTES: usize = 8 << 20;
 /// What an entry costs besides its name: the key's box, the value and the table's slot.
 const ENTRY_OVERHEAD: usize = 64;
 
+/// Most destinations one name is cached with (replication factor): held in the entry itself,
+/// so a lookup follows no further pointer.
+const MAX_PLACES: usize = 4;
+
 /// Destinations of one name, first replica first.
-type Places = Box<[u16]>;
+#[derive(Debug, Clone, Copy)]
+struct Places {
+    len: u8,
+    at: [u16; MAX_PLACES],
+}
+
+impl Places {
+    /// `None` for more than [`MAX_PLACES`] or an index beyond `u16`: not cached.
+    fn new(places: &[usize]) -> Option<Self> {
+        if places.len() > MAX_PLACES {
+            return None;
+        }
+        let mut at = [0u16; MAX_PLACES];
+        for (slot, &i) in at.iter_mut().zip(places) {
+            *slot = u16::try_from(i).ok()?;
+        }
+        Some(Self {
+            len: places.len() as u8,
+            at,
+        })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.at[..usize::from(self.len)].iter().map(|&i| usize::from(i))
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct PlacementCache {
-    current: HashMap<Box<str>, Places>,
-    old: HashMap<Box<str>, Places>,
+    current: HashMap<Box<[u8]>, Places>,
+    old: HashMap<Box<[u8]>, Places>,
     current_bytes: usize,
     limit: usize,
 }
@@ -42,32 +71,31 @@ impl PlacementCache {
     }
 
     /// The places of `name` into `out` (replacing its contents), computing them with
-    /// `place` when the name was not seen before.
+    /// `place` when the name was not seen before. Names are bytes: a name found needs no
+    /// UTF-8 check; `place` gets it as text, and a name that is not UTF-8 is placed nowhere.
     pub(crate) fn place(
         &mut self,
-        name: &str,
+        name: &[u8],
         out: &mut Vec<usize>,
         place: impl FnOnce(&str, &mut Vec<usize>),
     ) {
         out.clear();
         if let Some(found) = self.current.get(name) {
-            out.extend(found.iter().map(|&i| usize::from(i)));
+            out.extend(found.iter());
             return;
         }
         let places = match self.old.remove_entry(name) {
             Some((key, places)) => {
-                out.extend(places.iter().map(|&i| usize::from(i)));
+                out.extend(places.iter());
                 self.insert(key, places);
                 return;
             }
             None => {
-                place(name, out);
-                let Ok(places) = out
-                    .iter()
-                    .map(|&i| u16::try_from(i))
-                    .collect::<Result<Places, _>>()
-                else {
-                    // More destinations than a u16 indexes: not cached.
+                let Ok(text) = std::str::from_utf8(name) else {
+                    return;
+                };
+                place(text, out);
+                let Some(places) = Places::new(out) else {
                     return;
                 };
                 places
@@ -76,8 +104,8 @@ impl PlacementCache {
         self.insert(name.into(), places);
     }
 
-    fn insert(&mut self, key: Box<str>, places: Places) {
-        let cost = key.len() + places.len() * 2 + ENTRY_OVERHEAD;
+    fn insert(&mut self, key: Box<[u8]>, places: Places) {
+        let cost = key.len() + ENTRY_OVERHEAD;
         if self.current_bytes + cost > self.limit {
             self.old = std::mem::take(&mut self.current);
             self.current_bytes = 0;
@@ -107,7 +135,7 @@ mod tests {
         let mut out = Vec::new();
         let mut calls = 0;
         for _ in 0..3 {
-            cache.place("abc", &mut out, |n, o| {
+            cache.place(b"abc", &mut out, |n, o| {
                 calls += 1;
                 by_len(n, o)
             });
@@ -122,7 +150,7 @@ mod tests {
         let mut cache = PlacementCache::with_limit(limit);
         let mut out = Vec::new();
         for i in 0..1000 {
-            cache.place(&format!("name{i:04}"), &mut out, by_len);
+            cache.place(format!("name{i:04}").as_bytes(), &mut out, by_len);
             assert!(cache.entries() <= 20, "{}", cache.entries());
         }
     }
@@ -134,7 +162,7 @@ mod tests {
         let mut out = Vec::new();
         let mut calls = 0;
         let mut place = |cache: &mut PlacementCache, name: &str| {
-            cache.place(name, &mut out, |n, o| {
+            cache.place(name.as_bytes(), &mut out, |n, o| {
                 calls += 1;
                 by_len(n, o)
             })
