@@ -104,8 +104,10 @@ pub async fn connection(
         let incomplete = !frames.remainder().is_empty();
         drop(translator);
         buf.advance(consumed);
-        batch.flush(&pipeline).await;
+        // The read buffer is let go before waiting for room: a connection held back by a
+        // full pipeline keeps only what it parsed.
         batch.settle(&mut buf);
+        batch.flush(&pipeline).await;
         if fatal {
             return;
         }

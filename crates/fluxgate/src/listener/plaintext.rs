@@ -19,6 +19,20 @@ use crate::{
 /// Reads are parsed whole, so this is also the largest batch one read produces.
 const READ_BYTES: usize = 64 * 1024;
 
+/// Up to this many open connections each read [`READ_BYTES`]; beyond, reads shrink in
+/// proportion (to at least [`MIN_READ_BYTES`]). A connection held back by a full pipeline
+/// holds what it last read and parsed until there is room, so what all of them hold together
+/// stays near `READ_BYTES * FULL_READ_CONNECTIONS` however many there are; the rest waits in
+/// the senders' sockets, where TCP pushes back.
+const FULL_READ_CONNECTIONS: usize = 64;
+const MIN_READ_BYTES: usize = 8 * 1024;
+
+/// How much one read takes with `connections` open.
+fn read_bytes(connections: i64) -> usize {
+    let connections = usize::try_from(connections).unwrap_or(0).max(1);
+    (READ_BYTES * FULL_READ_CONNECTIONS / connections).clamp(MIN_READ_BYTES, READ_BYTES)
+}
+
 /// One TCP connection: read, split into lines, translate, hand on; repeat. While the pipeline
 /// is full `flush` waits, nothing is read, and TCP pushes back on the sender.
 pub async fn connection(
@@ -34,7 +48,12 @@ pub async fn connection(
     let mut batch = GraphiteBatch::new(ctx.clone(), Some(peer));
     loop {
         let read = batch
-            .read_more(&mut stream, &mut buf, READ_BYTES, idle)
+            .read_more(
+                &mut stream,
+                &mut buf,
+                read_bytes(ctx.connections.get()),
+                idle,
+            )
             .await;
         batch.begin();
         let pipeline = ctx.pipeline();
@@ -69,8 +88,10 @@ pub async fn connection(
         };
         drop(translator);
         buf.advance(consumed);
-        batch.flush(&pipeline).await;
+        // The read buffer is let go before waiting for room: a connection held back by a
+        // full pipeline keeps only what it parsed.
         batch.settle(&mut buf);
+        batch.flush(&pipeline).await;
         match read {
             Read::More => {}
             Read::Eof => return,
@@ -240,5 +261,26 @@ fn datagram(
     };
     for line in splitter.lines(data, true) {
         batch.add_line(pipeline, tr, line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_shrink_with_many_connections_and_hold_about_the_same_together() {
+        assert_eq!(read_bytes(0), READ_BYTES);
+        assert_eq!(read_bytes(64), READ_BYTES);
+        assert_eq!(read_bytes(128), READ_BYTES / 2);
+        assert_eq!(read_bytes(512), MIN_READ_BYTES);
+        assert_eq!(read_bytes(100_000), MIN_READ_BYTES);
+        for n in [65i64, 100, 200, 500] {
+            let together = read_bytes(n) * n as usize;
+            assert!(
+                together <= READ_BYTES * FULL_READ_CONNECTIONS,
+                "{n}: {together}"
+            );
+        }
     }
 }

@@ -46,7 +46,9 @@ impl Places {
     }
 
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.at[..usize::from(self.len)].iter().map(|&i| usize::from(i))
+        self.at[..usize::from(self.len)]
+            .iter()
+            .map(|&i| usize::from(i))
     }
 }
 
