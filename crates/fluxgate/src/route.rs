@@ -736,7 +736,7 @@ pub(crate) mod swar {
         // Printable or space: 0x20..=0x7e.
         let high = x & HIGH;
         let low = x & LOW7;
-        // low >= 0x20: adding 0x60 sets the high bit; low == 0x7f: adding 1 sets it.
+        // low >= 0x20: adding 0x60 sets the high bit (at most 0xdf: no carry out).
         let at_least_space = (low + ONES * 0x60) & HIGH;
         let is_del = equal(x, 0x7f);
         let printable_or_space = at_least_space & !high & !is_del;
