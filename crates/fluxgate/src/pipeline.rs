@@ -38,7 +38,7 @@ impl Pipeline {
     /// When a canonical plaintext line whose name cleansing keeps would reach every output
     /// as the very bytes it came as (no aggregation, rewrite or route rule; only Graphite
     /// outputs), the test for such lines: a relay then copies them on without parsing them.
-    pub fn passthrough(&self) -> Option<Passthrough> {
+    pub fn passthrough(&self) -> Option<Passthrough<'_>> {
         if self.aggregation.is_some()
             || self.outputs.is_empty()
             || !self
@@ -53,12 +53,12 @@ impl Pipeline {
 }
 
 /// Tells plaintext lines that go on unchanged ([`Pipeline::passthrough`]).
-#[derive(Clone, Debug)]
-pub struct Passthrough {
-    names: crate::route::PlainNames,
+#[derive(Clone, Copy, Debug)]
+pub struct Passthrough<'a> {
+    names: &'a crate::route::PlainNames,
 }
 
-impl Passthrough {
+impl Passthrough<'_> {
     /// The lines at the start of `input` that go on as they are, back to back: how many
     /// bytes they take (with their `\n`s) and how many lines they are. Stops at the first
     /// line that is not accepted ([`Passthrough::line_len`]) or longer than `max_line`.
@@ -80,61 +80,22 @@ impl Passthrough {
     pub fn line_len(&self, input: &[u8], max_line: usize) -> Option<usize> {
         let window = &input[..input.len().min(max_line.saturating_add(1))];
         let path_end = self.names.path_end(window)?;
-        // The value: -?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?, at most 15 digits, not -0.
         let rest = &window[path_end + 1..];
-        let (negative, unsigned) = match rest.split_first() {
-            Some((b'-', unsigned)) => (true, unsigned),
-            _ => (false, rest),
-        };
-        let int_len = digits(unsigned);
-        if int_len == 0 || (int_len > 1 && unsigned[0] == b'0') {
-            return None;
-        }
-        let mut value_len = int_len;
-        let mut frac_len = 0;
-        if unsigned.get(int_len) == Some(&b'.') {
-            frac_len = digits(&unsigned[int_len + 1..]);
-            if frac_len == 0 || unsigned[int_len + frac_len] == b'0' {
-                return None;
-            }
-            value_len += 1 + frac_len;
-        }
-        if int_len + frac_len > 15 || (negative && frac_len == 0 && unsigned[0] == b'0') {
-            return None;
-        }
-        let after = &unsigned[value_len..];
+        let value_len = graphite_plaintext::canonical_value_len(rest)?;
+        let after = &rest[value_len..];
         if after.first() != Some(&b' ') {
             return None;
         }
-        // The timestamp: 1 to 10 digits, no leading zero, at most what nanoseconds hold.
+        // Canonical, then: at most ten digits, and at most what nanoseconds hold.
         let ts_text = &after[1..];
-        let ts_len = digits(ts_text);
-        let ts = &ts_text[..ts_len];
+        let ts_len = graphite_plaintext::canonical_timestamp_len(ts_text)?;
         if ts_text.get(ts_len) != Some(&b'\n')
-            || ts_len == 0
-            || ts_len > 10
-            || (ts_len > 1 && ts[0] == b'0')
-            || (ts_len == 10 && ts > b"9223372036".as_slice())
+            || (ts_len == 10 && &ts_text[..10] > b"9223372036".as_slice())
         {
             return None;
         }
         Some(window.len() - ts_text.len() + ts_len)
     }
-}
-
-/// How many ASCII digits `bytes` starts with: eight bytes at a time.
-#[inline(always)]
-fn digits(bytes: &[u8]) -> usize {
-    let mut n = 0;
-    while let Some(word) = bytes.get(n..n + 8) {
-        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-        let flags = crate::route::swar::non_digits(x);
-        if flags != 0 {
-            return n + (flags.trailing_zeros() / 8) as usize;
-        }
-        n += 8;
-    }
-    n + bytes[n..].iter().take_while(|b| b.is_ascii_digit()).count()
 }
 
 /// How a submitted batch fared across outputs.
@@ -972,21 +933,13 @@ mod tests {
             }
         }
 
-        /// The eight-at-a-time digit count is the byte-by-byte one.
-        #[test]
-        fn digits_are_counted_as_one_by_one(
-            bytes in prop::collection::vec(prop_oneof![8 => b'0'..=b'9', 1 => any::<u8>()], 0..30)
-        ) {
-            let expected = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-            prop_assert_eq!(digits(&bytes), expected);
-        }
-
         /// A line the passthrough accepts is one that the parsing way would write unchanged:
         /// spelled canonically, its name kept by cleansing, untagged, its time in range.
         #[test]
         fn an_accepted_line_is_its_own_output(line in near_canonical()) {
             for cleanser in cleansers() {
-                let pass = Passthrough { names: cleanser.plain_names() };
+                let names = cleanser.plain_names();
+                let pass = Passthrough { names: &names };
                 let mut terminated = line.clone();
                 terminated.push(b'\n');
                 match pass.line_len(&terminated, usize::MAX) {
@@ -1017,9 +970,8 @@ mod tests {
     fn plain_lines_pass_and_the_others_do_not() {
         let [none, cleanse, encode] = <[Cleanser; 3]>::try_from(cleansers()).unwrap();
         let pass = |c: &Cleanser, line: &str| {
-            let pass = Passthrough {
-                names: c.plain_names(),
-            };
+            let names = c.plain_names();
+            let pass = Passthrough { names: &names };
             pass.line_len(format!("{line}\n").as_bytes(), usize::MAX) == Some(line.len())
         };
         for c in [&none, &cleanse, &encode] {
@@ -1040,9 +992,8 @@ mod tests {
         let long = format!("servers.{}.cpu 1 1700000000", "x".repeat(64));
         assert!(pass(&cleanse, &long));
         assert!(!pass(&encode, &long));
-        let p = Passthrough {
-            names: cleanse.plain_names(),
-        };
+        let names = cleanse.plain_names();
+        let p = Passthrough { names: &names };
         // Not terminated, or by `\r\n`: not taken here.
         assert_eq!(p.line_len(b"a.b 1 1700000000", 100), None);
         assert_eq!(p.line_len(b"a.b 1 1700000000\r\n", 100), None);

@@ -671,7 +671,7 @@ impl PlainNames {
     #[inline]
     pub fn keeps(&self, path: &[u8]) -> bool {
         if self.any_graphic {
-            !path.is_empty() && path.iter().all(|&b| b.is_ascii_graphic() && b != b';')
+            !path.is_empty() && path.iter().all(|&b| printable_not_semicolon(b))
         } else {
             is_tidy(path, &self.keep, self.max_segment)
         }
@@ -701,11 +701,16 @@ impl PlainNames {
             n += 8;
         }
         let end = n + memchr::memchr(b' ', &line[n..])?;
-        let tail_kept = line[n..end]
-            .iter()
-            .all(|&b| b.is_ascii_graphic() && b != b';');
+        let tail_kept = line[n..end].iter().all(|&b| printable_not_semicolon(b));
         (end > 0 && tail_kept).then_some(end)
     }
+}
+
+/// A byte `validation = "none"` passes on as it is in a plain path (what
+/// [`swar::space_and_odd`] tells apart eight at a time).
+#[inline(always)]
+fn printable_not_semicolon(b: u8) -> bool {
+    b.is_ascii_graphic() && b != b';'
 }
 
 /// Byte-parallel tests on eight bytes at a time (a `u64` read little-endian). Each returns a
@@ -742,16 +747,6 @@ pub(crate) mod swar {
         let printable_or_space = at_least_space & !high & !is_del;
         let odd = ((!printable_or_space & HIGH) | equal(x, b';')) & !space;
         (space, odd)
-    }
-
-    /// The bytes that are not ASCII digits.
-    #[inline(always)]
-    pub(crate) fn non_digits(x: u64) -> u64 {
-        let t = x ^ (ONES * 0x30);
-        let high_nibble = t & (ONES * 0xf0);
-        // Low nibble 10..=15: adding 6 carries into 0x10 (at most 21: no carry out).
-        let low_over = ((t & (ONES * 0x0f)) + ONES * 6) & (ONES * 0x10);
-        nonzero(high_nibble | low_over)
     }
 }
 
@@ -1036,6 +1031,8 @@ pub struct Router {
     rules: Vec<Rule>,
     outputs: Vec<String>,
     all: u64,
+    /// The cleanser's [`Cleanser::plain_names`], made once: a relay asks for it every read.
+    plain: PlainNames,
 }
 
 impl Router {
@@ -1099,6 +1096,7 @@ impl Router {
             (1u64 << outputs.len()) - 1
         };
         Ok(Self {
+            plain: cleanser.plain_names(),
             cleanser,
             rewrites,
             post_rewrites,
@@ -1237,9 +1235,9 @@ impl Router {
 
     /// When no rewrite and no route rule is configured, every Graphite point goes to every
     /// output under the name it came with if cleansing keeps it: which names those are.
-    pub fn identity(&self) -> Option<PlainNames> {
+    pub fn identity(&self) -> Option<&PlainNames> {
         (self.rewrites.is_empty() && self.post_rewrites.is_empty() && self.rules.is_empty())
-            .then(|| self.cleanser.plain_names())
+            .then_some(&self.plain)
     }
 
     /// The outputs a point goes to when no route rule is configured: all of them.

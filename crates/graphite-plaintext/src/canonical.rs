@@ -59,37 +59,75 @@ const MAX_DIGITS: usize = 15;
 
 #[inline(always)]
 pub(crate) fn value_is_canonical(v: &[u8]) -> bool {
-    let (negative, digits) = match v.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, v),
-    };
-    let int_len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-    if int_len == 0 || (int_len > 1 && digits[0] == b'0') {
-        return false;
-    }
-    let frac = &digits[int_len..];
-    let frac_len = match frac.split_first() {
-        None => 0,
-        Some((b'.', f)) => {
-            if f.is_empty() || !f.iter().all(u8::is_ascii_digit) || f.last() == Some(&b'0') {
-                return false;
-            }
-            f.len()
-        }
-        Some(_) => return false,
-    };
-    if int_len + frac_len > MAX_DIGITS {
-        return false;
-    }
-    // `-0` reads as -0.0, which is written `0`.
-    !(negative && frac_len == 0 && digits == b"0")
+    canonical_value_len(v) == Some(v.len())
 }
 
 #[inline(always)]
 pub(crate) fn timestamp_is_canonical(t: &[u8]) -> bool {
-    (1..=10).contains(&t.len())
-        && t.iter().all(u8::is_ascii_digit)
-        && (t.len() == 1 || t[0] != b'0')
+    canonical_timestamp_len(t) == Some(t.len())
+}
+
+/// The length of the value at the start of `bytes` when it is spelled canonically (see
+/// [`is_canonical`]): `-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?` of at most 15 digits, not `-0`. A
+/// value field is canonical when it is exactly this long; for a scanner that finds the
+/// field's end as it goes.
+#[inline(always)]
+pub fn canonical_value_len(bytes: &[u8]) -> Option<usize> {
+    let (negative, unsigned) = match bytes.split_first() {
+        Some((b'-', unsigned)) => (true, unsigned),
+        _ => (false, bytes),
+    };
+    let int_len = leading_digits(unsigned);
+    if int_len == 0 || (int_len > 1 && unsigned[0] == b'0') {
+        return None;
+    }
+    let mut len = int_len;
+    let mut frac_len = 0;
+    if unsigned.get(int_len) == Some(&b'.') {
+        frac_len = leading_digits(&unsigned[int_len + 1..]);
+        if frac_len == 0 || unsigned[int_len + frac_len] == b'0' {
+            return None;
+        }
+        len += 1 + frac_len;
+    }
+    // `-0` reads as -0.0, which is written `0`.
+    if int_len + frac_len > MAX_DIGITS || (negative && frac_len == 0 && unsigned[0] == b'0') {
+        return None;
+    }
+    Some(len + usize::from(negative))
+}
+
+/// The length of the whole-second timestamp at the start of `bytes` when it is spelled
+/// canonically: 1 to 10 digits without a leading zero.
+#[inline(always)]
+pub fn canonical_timestamp_len(bytes: &[u8]) -> Option<usize> {
+    let len = leading_digits(bytes);
+    ((1..=10).contains(&len) && (len == 1 || bytes[0] != b'0')).then_some(len)
+}
+
+/// How many ASCII digits `bytes` starts with: eight bytes at a time (per byte, exact: the
+/// arithmetic never carries from one byte into the next).
+#[inline(always)]
+fn leading_digits(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut n = 0;
+    while let Some(word) = bytes.get(n..n + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let t = x ^ (ONES * 0x30);
+        // A digit is 0x30..=0x39: high nibble 3, low nibble at most 9 (adding 6 to 10..=15
+        // reaches 0x10, at most 0x15: no carry out).
+        let high_nibble = t & (ONES * 0xf0);
+        let low_over = ((t & (ONES * 0x0f)) + ONES * 6) & (ONES * 0x10);
+        let odd = high_nibble | low_over;
+        let non_digits = (((odd & LOW7) + LOW7) | odd) & HIGH;
+        if non_digits != 0 {
+            return n + (non_digits.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + bytes[n..].iter().take_while(|b| b.is_ascii_digit()).count()
 }
 
 #[cfg(test)]
@@ -97,6 +135,17 @@ mod tests {
     use super::*;
     use crate::{encode_sample, parse_line, Timestamp};
     use proptest::prelude::*;
+
+    proptest! {
+        /// The eight-at-a-time digit count is the byte-by-byte one.
+        #[test]
+        fn digits_are_counted_as_one_by_one(
+            bytes in prop::collection::vec(prop_oneof![8 => b'0'..=b'9', 1 => any::<u8>()], 0..30)
+        ) {
+            let expected = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            prop_assert_eq!(leading_digits(&bytes), expected);
+        }
+    }
 
     /// What the encoder writes for the parsed line (timestamp in whole seconds).
     fn reencoded(line: &[u8]) -> Option<Vec<u8>> {

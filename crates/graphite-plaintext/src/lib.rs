@@ -54,7 +54,7 @@ mod tags;
 #[cfg(feature = "codec")]
 mod codec;
 
-pub use canonical::is_canonical;
+pub use canonical::{canonical_timestamp_len, canonical_value_len, is_canonical};
 #[cfg(feature = "codec")]
 pub use codec::{Frame, PlaintextCodec};
 pub use encode::{encode_sample, encode_value};

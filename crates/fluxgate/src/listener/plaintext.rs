@@ -127,7 +127,7 @@ enum Run {
 
 fn whole_run(
     batch: &GraphiteBatch,
-    pass: &Passthrough,
+    pass: &Passthrough<'_>,
     input: &[u8],
     splitter: &mut LineSplitter,
     eof: bool,
@@ -154,7 +154,7 @@ fn add_passing(
     batch: &mut GraphiteBatch,
     pipeline: &Pipeline,
     tr: &mut Translator<'_>,
-    (pass, mut first): (&Passthrough, Option<(usize, usize)>),
+    (pass, mut first): (&Passthrough<'_>, Option<(usize, usize)>),
     input: &[u8],
     splitter: &mut LineSplitter,
     eof: bool,
