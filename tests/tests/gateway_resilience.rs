@@ -2050,6 +2050,7 @@ name = "influx"
 url = "{url}"
 database = "graphite"
 flush_interval = "30s"
+linger = "30s"
 {FAST_RETRY}
 "#,
             url = influx.url()
@@ -2239,6 +2240,7 @@ name = "influx"
 url = "{url}"
 database = "{database}"
 flush_interval = "{flush}"
+linger = "{flush}"
 {FAST_RETRY}
 "#
     )

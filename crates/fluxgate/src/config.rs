@@ -873,6 +873,11 @@ pub struct InfluxOutputConfig {
     /// A partial batch is sent after this long.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// A lane with no request in flight sends its partial batch once the batch's first point
+    /// has waited this long (or `flush_interval`, if shorter): at low rates a point waits for
+    /// this, not for the timer. Set it to `flush_interval` to batch strictly by time.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
     pub gzip: bool,
     /// Concurrent requests. Points are spread over this many lanes by series, so the order of
     /// writes to one series is kept while distinct series go in parallel.
@@ -955,6 +960,7 @@ impl Default for InfluxOutputConfig {
             token: String::new(),
             batch_size: 5000,
             flush_interval: Duration::from_secs(1),
+            linger: Duration::from_millis(20),
             gzip: true,
             max_in_flight: 4,
             queue_points: 1_000_000,

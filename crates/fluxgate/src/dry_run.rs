@@ -198,8 +198,8 @@ pub fn describe(config: &Config) -> String {
         };
         let _ = writeln!(
             s,
-            "  influxdb {:?} {} {} {dest} batch_size={} flush_interval={:?} max_in_flight={} queue_points={} overflow={:?} gzip={} buffer={:?} max_retry_time={:?}{}",
-            o.name, o.api, crate::config::redact_url(&o.url), o.batch_size, o.flush_interval, o.max_in_flight, o.queue_points, o.overflow, o.gzip, o.buffer, o.max_retry_time,
+            "  influxdb {:?} {} {} {dest} batch_size={} flush_interval={:?} linger={:?} max_in_flight={} queue_points={} overflow={:?} gzip={} buffer={:?} max_retry_time={:?}{}",
+            o.name, o.api, crate::config::redact_url(&o.url), o.batch_size, o.flush_interval, o.linger, o.max_in_flight, o.queue_points, o.overflow, o.gzip, o.buffer, o.max_retry_time,
             o.tls_ca.as_deref().map(|ca| format!(" tls_ca={ca}")).unwrap_or_default()
         );
     }

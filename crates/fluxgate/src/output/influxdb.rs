@@ -123,13 +123,6 @@ const MAX_REQUEST_BYTES: usize = 8 << 20;
 /// are forgotten (a client may name any number of databases).
 const IDLE_PARTITIONS: usize = 1024;
 
-/// A lane with no request in flight sends its partial batch once the batch's first point has
-/// waited this long (or `flush_interval`, if shorter), instead of waiting for `flush_interval`:
-/// a point then waits for the upstream's answer to the request before it, or for this, not
-/// for a timer. While a request is in flight the batch keeps filling, so under load batches
-/// still reach `batch_size`.
-const IDLE_LANE_LINGER: Duration = Duration::from_millis(20);
-
 #[derive(Debug)]
 struct Ctx {
     cfg: InfluxOutputConfig,
@@ -648,7 +641,11 @@ async fn worker(ctx: Arc<Ctx>) {
             .max(Duration::from_millis(5)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let linger = IDLE_LANE_LINGER.min(flush_every);
+    // A lane with no request in flight sends its partial batch once it lingered, instead of
+    // waiting for `flush_interval`: a point then waits for the upstream's answer to the
+    // request before it, or for this, not for a timer. While a request is in flight the batch
+    // keeps filling, so under load batches still reach `batch_size`.
+    let linger = ctx.cfg.linger.min(flush_every);
     // When the earliest partial batch of an idle lane is due.
     let mut due: Option<tokio::time::Instant> = None;
     loop {
