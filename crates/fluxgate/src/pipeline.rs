@@ -17,7 +17,10 @@ use crate::{
     metrics::Metrics,
     output::{Answer, Chunk, Form, Output, Reservation, Target},
     route::{NameError, NameScratch, Origin, OutputSet, Router},
-    translate::graphite::{TemplateSet, TranslateError, Translator},
+    translate::{
+        graphite::{TemplateSet, TranslateError, Translator},
+        series_cache::SeriesCache,
+    },
 };
 
 #[derive(Debug)]
@@ -50,6 +53,114 @@ impl Pipeline {
         }
         self.router.identity().map(|names| Passthrough { names })
     }
+
+    /// When a canonical plaintext line whose name cleansing keeps would reach every output
+    /// as the line protocol the templates make of it (no aggregation, rewrite or route rule;
+    /// only InfluxDB outputs), the translation of such lines by a lookup of their name's
+    /// series text ([`LpThrough`]) instead of a parse and a run of the template engine.
+    pub fn lp_through(&self) -> Option<LpThrough<'_>> {
+        if self.aggregation.is_some()
+            || self.outputs.is_empty()
+            || !self
+                .outputs
+                .iter()
+                .all(|o| matches!(o.form(), Form::LineProtocol))
+        {
+            return None;
+        }
+        self.router.identity().map(|names| LpThrough {
+            pass: Passthrough { names },
+            templates: &self.templates,
+        })
+    }
+}
+
+thread_local! {
+    /// Per worker thread, so a lookup takes no lock: the series texts of the names seen,
+    /// for the templates they were made with (the `Weak` keeps that address from being
+    /// reused by a later set, so a reload is never mistaken for the same templates).
+    static SERIES: std::cell::RefCell<(std::sync::Weak<TemplateSet>, SeriesCache)> =
+        std::cell::RefCell::new((std::sync::Weak::new(), SeriesCache::default()));
+}
+
+/// Translates plaintext lines to line protocol by their name's cached series text
+/// ([`Pipeline::lp_through`]).
+#[derive(Clone, Copy, Debug)]
+pub struct LpThrough<'a> {
+    pass: Passthrough<'a>,
+    templates: &'a Arc<TemplateSet>,
+}
+
+impl LpThrough<'_> {
+    /// The lines at the start of `input` that [`Passthrough::line_len`] accepts and whose
+    /// value line protocol spells as it came, translated onto `out`: how many bytes of
+    /// `input` they take (with their `\n`s) and how many lines they are. Stops at the first
+    /// other line, or one whose name the templates refuse (the parsing way says why). Each
+    /// line's output is what [`Batch::add_graphite`] writes for it: the series text, `=`, the
+    /// value as sent, and the time in nanoseconds.
+    pub fn take_run(
+        &self,
+        input: &[u8],
+        max_line: usize,
+        tr: &mut Translator<'_>,
+        out: &mut Vec<u8>,
+    ) -> (usize, usize) {
+        SERIES.with_borrow_mut(|(templates, cache)| {
+            if !std::ptr::eq(templates.as_ptr(), Arc::as_ptr(self.templates)) {
+                *templates = Arc::downgrade(self.templates);
+                cache.clear();
+            }
+            self.translate_run(input, max_line, tr, cache, out)
+        })
+    }
+
+    fn translate_run(
+        &self,
+        input: &[u8],
+        max_line: usize,
+        tr: &mut Translator<'_>,
+        cache: &mut SeriesCache,
+        out: &mut Vec<u8>,
+    ) -> (usize, usize) {
+        let (mut used, mut lines) = (0, 0);
+        while let Some(fields) = self.pass.fields(&input[used..], max_line) {
+            let line = &input[used..used + fields.len];
+            let value = &line[fields.path_end + 1..fields.value_end];
+            if !crate::translate::graphite::spelled_as_written(value) {
+                break;
+            }
+            let name = &line[..fields.path_end];
+            let made = cache.get(name, |series| {
+                std::str::from_utf8(name).is_ok_and(|name| tr.write_series(name, series).is_ok())
+            });
+            let Some(series) = made else { break };
+            let seconds = &line[fields.value_end + 1..];
+            out.reserve(series.len() + value.len() + seconds.len() + 12);
+            out.extend_from_slice(series);
+            out.push(b'=');
+            out.extend_from_slice(value);
+            out.push(b' ');
+            out.extend_from_slice(seconds);
+            if seconds != b"0" {
+                out.extend_from_slice(b"000000000");
+            }
+            out.push(b'\n');
+            used += fields.len + 1;
+            lines += 1;
+        }
+        (used, lines)
+    }
+}
+
+/// Where the fields of a line [`Passthrough`] accepts end.
+#[derive(Clone, Copy, Debug)]
+struct Fields {
+    /// The space after the path.
+    path_end: usize,
+    /// The space after the value.
+    value_end: usize,
+    /// The whole line, without its `\n`.
+    len: usize,
 }
 
 /// Tells plaintext lines that go on unchanged ([`Pipeline::passthrough`]).
@@ -78,6 +189,12 @@ impl Passthrough<'_> {
     /// the value, and a few short passes over the bytes.
     #[inline]
     pub fn line_len(&self, input: &[u8], max_line: usize) -> Option<usize> {
+        self.fields(input, max_line).map(|f| f.len)
+    }
+
+    /// [`Passthrough::line_len`], with where the path and the value end.
+    #[inline(always)]
+    fn fields(&self, input: &[u8], max_line: usize) -> Option<Fields> {
         let window = &input[..input.len().min(max_line.saturating_add(1))];
         let path_end = self.names.path_end(window)?;
         let rest = &window[path_end + 1..];
@@ -94,7 +211,11 @@ impl Passthrough<'_> {
         {
             return None;
         }
-        Some(window.len() - ts_text.len() + ts_len)
+        Some(Fields {
+            path_end,
+            value_end: path_end + 1 + value_len,
+            len: window.len() - ts_text.len() + ts_len,
+        })
     }
 }
 
@@ -244,6 +365,39 @@ impl Batch {
         } else {
             self.add_plain_run(pipeline, &lines, count);
         }
+    }
+
+    /// Line protocol that `write` appends (returning what it returns: bytes of input used,
+    /// lines written), for every output: each a line the parsing way would write the same
+    /// ([`LpThrough::take_run`]). Written once, copied to the other outputs.
+    pub fn add_lp_run(
+        &mut self,
+        pipeline: &Pipeline,
+        write: impl FnOnce(&mut Vec<u8>) -> (usize, usize),
+    ) -> (usize, usize) {
+        self.prepare(pipeline);
+        let all = pipeline.router.all_outputs();
+        let first = all.trailing_zeros() as usize;
+        let Some((head, tail)) = self.bufs.get_mut(first..).and_then(|b| b.split_first_mut())
+        else {
+            return (0, 0);
+        };
+        make_room(&mut head.0, self.hints[first]);
+        let start = head.0.len();
+        let (used, count) = write(&mut head.0);
+        if count == 0 {
+            return (used, 0);
+        }
+        head.1 += count;
+        for (i, (buf, n)) in tail.iter_mut().enumerate() {
+            if all & (1 << (first + 1 + i)) != 0 {
+                make_room(buf, self.hints[first + 1 + i]);
+                buf.extend_from_slice(&head.0[start..]);
+                *n += count;
+            }
+        }
+        self.points += count;
+        (used, count)
     }
 
     /// Points added since the last submit.
@@ -964,6 +1118,112 @@ mod tests {
                 prop_assert_eq!(again, line.clone());
             }
         }
+    }
+
+    fn template_sets() -> Vec<Arc<TemplateSet>> {
+        use crate::translate::graphite::GraphiteTemplateConfig;
+        let set = |templates: &[&str], tags: &[&str], separator: &str| {
+            let config = GraphiteTemplateConfig {
+                separator: separator.to_owned(),
+                templates: templates.iter().map(|t| (*t).to_owned()).collect(),
+                tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            };
+            Arc::new(TemplateSet::new(&config).unwrap())
+        };
+        vec![
+            set(&[], &[], ""),
+            set(
+                &["servers.* .dc.host.measurement.field*"],
+                &["region=eu"],
+                "",
+            ),
+            set(
+                &[
+                    "a.* .measurement.x.field",
+                    "*.b.* measurement.measurement.host",
+                    "region.measurement*",
+                ],
+                &[],
+                "_",
+            ),
+        ]
+    }
+
+    /// What the parsing way writes for one line into an InfluxDB output: the name's point
+    /// by the templates, the value as sent when line protocol spells it so.
+    fn parsed_lp(tr: &mut Translator<'_>, line: &[u8]) -> Option<Vec<u8>> {
+        let (sample, _) = graphite_plaintext::parse_line_spelled(line).ok()?;
+        let graphite_plaintext::Timestamp::Seconds(t) = sample.timestamp else {
+            return None;
+        };
+        let ns = crate::listener::graphite::to_nanos(t)?;
+        let spelled =
+            value_text(line).filter(|text| crate::translate::graphite::spelled_as_written(text));
+        let mut out = Vec::new();
+        tr.write_point_spelled(sample.path, &[], sample.value, spelled, ns, &mut out)
+            .ok()?;
+        Some(out)
+    }
+
+    proptest! {
+        /// A line the translating way takes becomes the very line protocol the parsing way
+        /// writes for it, whether its name's series text was made or found in the cache.
+        #[test]
+        fn a_translated_line_is_what_the_parsing_way_writes(
+            lines in prop::collection::vec(near_canonical(), 1..12)
+        ) {
+            for cleanser in cleansers() {
+                let names = cleanser.plain_names();
+                for templates in template_sets() {
+                    let lp = LpThrough { pass: Passthrough { names: &names }, templates: &templates };
+                    let mut tr = templates.translator();
+                    let mut cache = SeriesCache::with_limit(256);
+                    // Twice: the second time names come from the cache.
+                    for _ in 0..2 {
+                        for line in &lines {
+                            let mut terminated = line.clone();
+                            terminated.push(b'\n');
+                            let mut out = Vec::new();
+                            let (used, count) =
+                                lp.translate_run(&terminated, usize::MAX, &mut tr, &mut cache, &mut out);
+                            if count == 0 {
+                                prop_assert_eq!(used, 0);
+                                prop_assert!(out.is_empty());
+                                continue;
+                            }
+                            prop_assert_eq!((used, count), (terminated.len(), 1));
+                            let expected = parsed_lp(&mut tr, line);
+                            prop_assert_eq!(Some(out), expected);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn runs_translate_until_a_line_the_parsing_way_must_see() {
+        let [none, ..] = <[Cleanser; 3]>::try_from(cleansers()).unwrap();
+        let names = none.plain_names();
+        let templates = template_sets().remove(1);
+        let lp = LpThrough {
+            pass: Passthrough { names: &names },
+            templates: &templates,
+        };
+        let mut tr = templates.translator();
+        let mut out = Vec::new();
+        let input = b"servers.ams.web1.cpu.user 1.5 1700000000\nservers.ams.web2.cpu 2 0\n\
+                      other.x 0.000001 1700000000\nnext.y 1 1700000000\n";
+        let (used, count) = lp.take_run(input, 100, &mut tr, &mut out);
+        assert_eq!((used, count), (66, 2));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "cpu,dc=ams,host=web1,region=eu user=1.5 1700000000000000000\n\
+             cpu,dc=ams,host=web2,region=eu value=2 0\n"
+        );
+        // A value line protocol spells otherwise stops the run.
+        let mut out = Vec::new();
+        assert_eq!(lp.take_run(&input[used..], 100, &mut tr, &mut out), (0, 0));
     }
 
     #[test]

@@ -318,6 +318,15 @@ impl GraphiteBatch {
         self.batch.add_plain_shared(pipeline, lines, count);
     }
 
+    /// [`crate::pipeline::Batch::add_lp_run`]: lines translated by their cached series text.
+    pub(crate) fn add_lp_run(
+        &mut self,
+        pipeline: &Pipeline,
+        write: impl FnOnce(&mut Vec<u8>) -> (usize, usize),
+    ) -> (usize, usize) {
+        self.batch.add_lp_run(pipeline, write)
+    }
+
     /// Points translated and not yet flushed.
     pub(crate) fn len(&self) -> usize {
         self.batch.len()

@@ -11,7 +11,7 @@ use super::{
     ListenerCtx,
 };
 use crate::{
-    pipeline::{Passthrough, Pipeline},
+    pipeline::{LpThrough, Passthrough, Pipeline},
     tls::Conn,
     translate::graphite::Translator,
 };
@@ -78,13 +78,24 @@ pub async fn connection(
                     eof,
                 ),
             },
-            None => {
-                let mut lines = splitter.lines(&buf, eof);
-                for line in lines.by_ref() {
-                    batch.add_line(&pipeline, &mut translator, line);
+            None => match pipeline.lp_through() {
+                Some(lp) => add_translating(
+                    &mut batch,
+                    &pipeline,
+                    &mut translator,
+                    &lp,
+                    &buf,
+                    &mut splitter,
+                    eof,
+                ),
+                None => {
+                    let mut lines = splitter.lines(&buf, eof);
+                    for line in lines.by_ref() {
+                        batch.add_line(&pipeline, &mut translator, line);
+                    }
+                    lines.consumed()
                 }
-                lines.consumed()
-            }
+            },
         };
         drop(translator);
         buf.advance(consumed);
@@ -168,6 +179,40 @@ fn add_passing(
                 .unwrap_or_else(|| pass.take_run(&input[pos..], max_line));
             if count > 0 {
                 batch.add_plain_run(pipeline, &input[pos..pos + used], count);
+                splitter.skip_lines(count as u64);
+                pos += used;
+            }
+        }
+        let mut lines = splitter.lines(&input[pos..], eof);
+        let line = lines.next();
+        pos += lines.consumed();
+        match line {
+            Some(line) => batch.add_line(pipeline, tr, line),
+            None => return pos,
+        }
+    }
+}
+
+/// The lines of `input` when an [`LpThrough`] applies: runs of lines it takes are
+/// translated by their name's cached series text, without the splitter; every other line
+/// takes the splitter and the parsing way, in order. Returns how much of `input` was used.
+fn add_translating(
+    batch: &mut GraphiteBatch,
+    pipeline: &Pipeline,
+    tr: &mut Translator<'_>,
+    lp: &LpThrough<'_>,
+    input: &[u8],
+    splitter: &mut LineSplitter,
+    eof: bool,
+) -> usize {
+    let max_line = splitter.max_line_bytes();
+    let mut pos = 0;
+    loop {
+        if !splitter.is_discarding() {
+            let (used, count) = batch.add_lp_run(pipeline, |out| {
+                lp.take_run(&input[pos..], max_line, tr, out)
+            });
+            if count > 0 {
                 splitter.skip_lines(count as u64);
                 pos += used;
             }

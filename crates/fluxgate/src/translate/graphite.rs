@@ -726,6 +726,18 @@ impl<'a> Translator<'a> {
         Ok(())
     }
 
+    /// Appends what `write_point` writes before the value for `name` without tags of its own:
+    /// `measurement[,tags] field`. The text depends on the name alone, so a caller may keep
+    /// it ([`crate::translate::series_cache`]). On error `out` is left as it was.
+    pub fn write_series(&mut self, name: &str, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+        let start = out.len();
+        if let Err(e) = self.emit(name, &[], &mut LpSink::new(out)) {
+            out.truncate(start);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// What `name` becomes, with the same errors `write_point` would give (bar the value's).
     pub fn apply(
         &mut self,

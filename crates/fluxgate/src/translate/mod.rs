@@ -2,3 +2,4 @@
 
 pub mod graphite;
 pub mod influx;
+pub mod series_cache;
