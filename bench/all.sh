@@ -28,7 +28,7 @@
 # Settings (environment): LINES=2000000 CONNECTIONS=2 RUNS=3 NAMES=50000 RATE=100000
 #   LATENCY_SECONDS=10 CG_LINES=100000 CALLGRIND=1 BUILD=1 PATHS="floor c-relay ..." (a subset)
 #   PROFILE=0 (1: one more run per path under `perf record -e cpu-clock`; flat profiles in
-#   $RESULTS/profile/<path>.txt)
+#   $RESULTS/profile/<path>.txt, the recordings beside them as <path>.perf.data)
 #   RUN_TIMEOUT=120 FLUXGATE=<binary> (another fluxgate build, e.g. to compare two commits)
 # Smoke run: LINES=200000 RUNS=1 CALLGRIND=0 LATENCY_SECONDS=2 bash bench/all.sh
 set -euo pipefail
@@ -300,6 +300,8 @@ run_path() {
         mkdir -p "$RESULTS/profile"
         perf report -i "$dir/perf.data" --no-children --sort symbol --stdio --percent-limit 0.7 \
             2>/dev/null | grep -v '^$' | grep -v '^#' >"$RESULTS/profile/$path.txt" || true
+        # Kept for `perf annotate -i $RESULTS/profile/<path>.perf.data <symbol>`.
+        mv "$dir/perf.data" "$RESULTS/profile/$path.perf.data" 2>/dev/null || true
     fi
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

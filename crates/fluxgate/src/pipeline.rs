@@ -122,33 +122,66 @@ impl LpThrough<'_> {
         cache: &mut SeriesCache,
         out: &mut Vec<u8>,
     ) -> (usize, usize) {
+        // Lines go in groups: their names are looked up one after the other before any is
+        // used, so the lookups' cache misses overlap instead of adding up.
+        const GROUP: usize = 8;
         let (mut used, mut lines) = (0, 0);
-        while let Some(fields) = self.pass.fields(&input[used..], max_line) {
-            let line = &input[used..used + fields.len];
-            let value = &line[fields.path_end + 1..fields.value_end];
-            if !crate::translate::graphite::spelled_as_written(value) {
-                break;
+        let mut group = [(0usize, Fields::EMPTY, 0u64, None); GROUP];
+        loop {
+            let (mut n, mut pos, mut last) = (0, used, false);
+            while n < GROUP {
+                let Some(fields) = self.pass.fields(&input[pos..], max_line) else {
+                    last = true;
+                    break;
+                };
+                let line = &input[pos..pos + fields.len];
+                if !crate::translate::graphite::spelled_as_written(fields.value(line)) {
+                    last = true;
+                    break;
+                }
+                group[n] = (pos, fields, cache.hash(&line[..fields.path_end]), None);
+                pos += fields.len + 1;
+                n += 1;
             }
-            let name = &line[..fields.path_end];
-            let made = cache.get(name, |series| {
-                std::str::from_utf8(name).is_ok_and(|name| tr.write_series(name, series).is_ok())
-            });
-            let Some(series) = made else { break };
-            let seconds = &line[fields.value_end + 1..];
-            out.reserve(series.len() + value.len() + seconds.len() + 12);
-            out.extend_from_slice(series);
-            out.push(b'=');
-            out.extend_from_slice(value);
-            out.push(b' ');
-            out.extend_from_slice(seconds);
-            if seconds != b"0" {
-                out.extend_from_slice(b"000000000");
+            let epoch = cache.epoch();
+            for (pos, fields, hash, found) in &mut group[..n] {
+                *found = cache.find(*hash, &input[*pos..*pos + fields.path_end]);
             }
-            out.push(b'\n');
-            used += fields.len + 1;
-            lines += 1;
+            for &(pos, fields, hash, found) in &group[..n] {
+                let line = &input[pos..pos + fields.len];
+                let name = &line[..fields.path_end];
+                let series = match found {
+                    Some(found) if cache.epoch() == epoch => cache.series(found),
+                    _ => {
+                        let made = cache.get_hashed(hash, name, |series| {
+                            std::str::from_utf8(name)
+                                .is_ok_and(|name| tr.write_series(name, series).is_ok())
+                        });
+                        match made {
+                            Some(series) => series,
+                            None => return (used, lines),
+                        }
+                    }
+                };
+                let value = fields.value(line);
+                let seconds = &line[fields.value_end + 1..];
+                out.reserve(series.len() + value.len() + seconds.len() + 12);
+                out.extend_from_slice(series);
+                out.push(b'=');
+                out.extend_from_slice(value);
+                out.push(b' ');
+                out.extend_from_slice(seconds);
+                if seconds != b"0" {
+                    out.extend_from_slice(b"000000000");
+                }
+                out.push(b'\n');
+                used = pos + fields.len + 1;
+                lines += 1;
+            }
+            if last {
+                return (used, lines);
+            }
         }
-        (used, lines)
     }
 }
 
@@ -161,6 +194,18 @@ struct Fields {
     value_end: usize,
     /// The whole line, without its `\n`.
     len: usize,
+}
+
+impl Fields {
+    const EMPTY: Self = Self {
+        path_end: 0,
+        value_end: 0,
+        len: 0,
+    };
+
+    fn value<'l>(&self, line: &'l [u8]) -> &'l [u8] {
+        &line[self.path_end + 1..self.value_end]
+    }
 }
 
 /// Tells plaintext lines that go on unchanged ([`Pipeline::passthrough`]).
@@ -1170,7 +1215,7 @@ mod tests {
         /// writes for it, whether its name's series text was made or found in the cache.
         #[test]
         fn a_translated_line_is_what_the_parsing_way_writes(
-            lines in prop::collection::vec(near_canonical(), 1..12)
+            lines in prop::collection::vec(near_canonical(), 1..24)
         ) {
             for cleanser in cleansers() {
                 let names = cleanser.plain_names();
@@ -1195,6 +1240,34 @@ mod tests {
                             let expected = parsed_lp(&mut tr, line);
                             prop_assert_eq!(Some(out), expected);
                         }
+                        // All at once, in groups: the run stops at the first line not taken.
+                        let mut input = Vec::new();
+                        let (mut expected, mut taken, mut taken_bytes) = (Vec::new(), 0, 0);
+                        let mut stopped = false;
+                        for line in &lines {
+                            let mut terminated = line.clone();
+                            terminated.push(b'\n');
+                            input.extend_from_slice(&terminated);
+                            if stopped {
+                                continue;
+                            }
+                            let mut single = Vec::new();
+                            let (_, count) = lp.translate_run(
+                                &terminated, usize::MAX, &mut tr, &mut cache, &mut single,
+                            );
+                            if count == 1 {
+                                expected.extend_from_slice(&single);
+                                taken += 1;
+                                taken_bytes += terminated.len();
+                            } else {
+                                stopped = true;
+                            }
+                        }
+                        let mut fresh = SeriesCache::with_limit(128);
+                        let mut out = Vec::new();
+                        let got = lp.translate_run(&input, usize::MAX, &mut tr, &mut fresh, &mut out);
+                        prop_assert_eq!(got, (taken_bytes, taken));
+                        prop_assert_eq!(out, expected);
                     }
                 }
             }

@@ -85,7 +85,12 @@ pub struct SeriesCache {
     limit: usize,
     hasher: foldhash::fast::RandomState,
     scratch: Vec<u8>,
+    epoch: u64,
 }
+
+/// An entry of the current generation ([`SeriesCache::find`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Found(u32);
 
 impl std::fmt::Debug for SeriesCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,6 +117,7 @@ impl SeriesCache {
             limit: limit.min(u32::MAX as usize / 2),
             hasher: foldhash::fast::RandomState::default(),
             scratch: Vec::new(),
+            epoch: 0,
         }
     }
 
@@ -119,6 +125,7 @@ impl SeriesCache {
     pub fn clear(&mut self) {
         self.current = Generation::default();
         self.old = Generation::default();
+        self.epoch += 1;
     }
 
     /// Entries held, both generations.
@@ -130,12 +137,49 @@ impl SeriesCache {
         self.len() == 0
     }
 
+    /// The hash a name is kept under, for [`SeriesCache::find`] and [`SeriesCache::get_hashed`].
+    #[inline]
+    pub fn hash(&self, name: &[u8]) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    /// Where `name` is in the current generation, without moving or making anything: for a
+    /// caller that looks up several names before it uses any, so that their memory is
+    /// fetched at once instead of one after the other. Valid while [`SeriesCache::epoch`]
+    /// stays the same.
+    #[inline]
+    pub fn find(&self, hash: u64, name: &[u8]) -> Option<Found> {
+        self.current.find(hash, name).map(Found)
+    }
+
+    /// The series text of an entry [`SeriesCache::find`] found.
+    #[inline]
+    pub fn series(&self, found: Found) -> &[u8] {
+        Generation::entry(&self.current.arena, found.0).1
+    }
+
+    /// Changes whenever a generation is dropped or the cache cleared: what
+    /// [`SeriesCache::find`] answered before is then to be looked up again.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The series text of `name`, made by `make` (which appends it to the vector it is given
     /// and says whether it could) when the name was not seen before. A name `make` refuses is
     /// not kept: the caller takes the way that reports why.
     #[inline]
     pub fn get(&mut self, name: &[u8], make: impl FnOnce(&mut Vec<u8>) -> bool) -> Option<&[u8]> {
         let hash = self.hasher.hash_one(name);
+        self.get_hashed(hash, name, make)
+    }
+
+    /// [`SeriesCache::get`] with the name's [`SeriesCache::hash`].
+    pub fn get_hashed(
+        &mut self,
+        hash: u64,
+        name: &[u8],
+        make: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> Option<&[u8]> {
         if let Some(at) = self.current.find(hash, name) {
             return Some(Generation::entry(&self.current.arena, at).1);
         }
@@ -160,6 +204,7 @@ impl SeriesCache {
         let cost = HEADER + name.len() + series.len() + SLOT_BYTES;
         if self.current.bytes() + cost > self.limit {
             self.old = std::mem::take(&mut self.current);
+            self.epoch += 1;
         }
         let hasher = self.hasher.clone();
         self.current.insert(
