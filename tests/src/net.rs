@@ -104,8 +104,8 @@ pub fn tcp_is_listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-/// Connects, writes all of `bytes`, and closes the sending side, then waits for the peer to
-/// close so that the receiver has read everything before this returns.
+/// Connects, writes all of `bytes`, and closes the sending side, then waits (up to 10 s) for
+/// the peer to close so that the receiver has read everything before this returns.
 ///
 /// Waiting for the peer's close matters: closing a socket with unread data in its receive
 /// buffer makes the kernel send a RST, which can discard what was just written.
@@ -119,8 +119,9 @@ pub fn send_tcp(addr: SocketAddr, bytes: &[u8]) {
         .write_all(bytes)
         .unwrap_or_else(|err| panic!("cannot write {} bytes to {addr}: {err}", bytes.len()));
     let _ = stream.shutdown(Shutdown::Write);
-    // Servers that keep the connection open until idle time out are not waited for.
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    // A loaded machine can take seconds to read and hand on a large write; a server that
+    // keeps the connection open is given up on after this long.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut sink = [0_u8; 1024];
     while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
 }

@@ -93,18 +93,19 @@ fn carbon_rules_give_what_carbon_aggregator_gives() {
     let carbon = CarbonAggregator::builder()
         .rules(CARBON_RULES)
         .destination(&carbon_sink.addr().to_string())
-        .setting("MAX_AGGREGATION_INTERVALS", "5")
+        .setting("MAX_AGGREGATION_INTERVALS", "60")
         .start();
     let (fluxgate, plaintext) = gateway(
         &format!(
-            "[aggregation]\ncarbon_rules = \"{}\"\nmax_intervals = 5\n",
+            "[aggregation]\ncarbon_rules = \"{}\"\nmax_intervals = 60\n",
             rules_path.display()
         ),
         &fluxgate_sink,
         "pickle",
     );
     // Present (this bucket and the one before), and past: older than max_intervals, so
-    // emitted once and forgotten.
+    // emitted once and forgotten. (60 intervals of 2 s: the present buckets are still held
+    // in phase 2 however long phase 1 takes to settle; -600 s is still far older.)
     let now = unix_now();
     let phase1 = lines(
         now,
@@ -193,9 +194,9 @@ fn aggregate_gives_what_carbon_c_relay_gives() {
         .routes(&format!(
             "cluster sink forward {};\n\
              aggregate ^app\\.([^.]+)\\.[^.]+\\.requests$\n    every 1 seconds\n    \
-             expire after 3 seconds\n    timestamp at start of bucket\n{relay_computes}    \
+             expire after 10 seconds\n    timestamp at start of bucket\n{relay_computes}    \
              send to sink\n    stop\n    ;\n\
-             aggregate ^other\\.(.*)$\n    every 2 seconds\n    expire after 4 seconds\n    \
+             aggregate ^other\\.(.*)$\n    every 2 seconds\n    expire after 10 seconds\n    \
              compute sum write to total.\\1\n    send to sink\n    stop\n    ;\n",
             relay_sink.addr()
         ))
@@ -207,10 +208,10 @@ fn aggregate_gives_what_carbon_c_relay_gives() {
     let (fluxgate, plaintext) = gateway(
         &format!(
             "[[aggregate]]\nname = \"apps\"\nmatch = \"^app\\\\.([^.]+)\\\\.[^.]+\\\\.requests$\"\n\
-             every = 1\nexpire = 3\ntimestamp = \"start\"\ncompute = [{toml_computes}]\n\
+             every = 1\nexpire = 10\ntimestamp = \"start\"\ncompute = [{toml_computes}]\n\
              send_to = [\"sink\"]\nstop = true\n\n\
              [[aggregate]]\nname = \"other\"\nmatch = [\"^other\\\\.(.*)$\"]\nevery = \"2s\"\n\
-             expire = \"4s\"\ncompute = [{{ fn = \"sum\", write_to = \"total.\\\\1\" }}]\n\
+             expire = \"10s\"\ncompute = [{{ fn = \"sum\", write_to = \"total.\\\\1\" }}]\n\
              send_to = \"sink\"\nstop = true\n"
         ),
         &fluxgate_sink,
@@ -262,8 +263,10 @@ fn aggregate_gives_what_carbon_c_relay_gives() {
 #[test]
 fn a_reload_keeps_the_buckets_of_unchanged_rules() {
     let sink = TcpCapture::start();
-    let section = "[aggregation]\nrules = [\"carbon.sum (2) = sum c.*\"]\n\n\
-                   [[aggregate]]\nname = \"kept\"\nmatch = \"^r\\\\..*\"\nevery = 2\nexpire = 6\n\
+    // Both kinds hold the bucket for longer than the reload can take on a loaded machine
+    // (carbon: 60 intervals of 2 s; `kept`: final 20 s after it began).
+    let section = "[aggregation]\nmax_intervals = 60\nrules = [\"carbon.sum (2) = sum c.*\"]\n\n\
+                   [[aggregate]]\nname = \"kept\"\nmatch = \"^r\\\\..*\"\nevery = 2\nexpire = 20\n\
                    compute = [{ fn = \"sum\", write_to = \"relay.sum\" }]\nsend_to = \"sink\"\n";
     let (mut fluxgate, plaintext) = gateway(section, &sink, "plaintext");
     let now = unix_now();

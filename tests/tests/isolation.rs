@@ -448,7 +448,7 @@ bucket = "ok"
 token = "t"
 batch_size = 20
 flush_interval = "100ms"
-max_retry_time = "5s"
+max_retry_time = "15s"
 {FAST_RETRY}
 "#,
             url = mock.url()
@@ -516,12 +516,22 @@ max_retry_time = "5s"
     expected.sort();
     exactly_once(&expected, &ok).unwrap();
 
-    wait_metric(
-        &gateway,
-        "fluxgate_dropped_total",
-        &[("output", "cloud"), ("reason", "retry_budget")],
-        40.0,
-    );
+    // Given up max_retry_time after its first try, which may be most of that from now.
+    eventually(WAIT + Duration::from_secs(15), || {
+        let dropped = metric(
+            &gateway,
+            "fluxgate_dropped_total",
+            &[("output", "cloud"), ("reason", "retry_budget")],
+        );
+        if dropped == 40.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "dropped{{retry_budget}} is {dropped}, expected 40\n{}",
+                gateway.log_tail(10)
+            ))
+        }
+    });
     let bad: Vec<Instant> = mock
         .received()
         .iter()
@@ -531,8 +541,8 @@ max_retry_time = "5s"
     assert!(bad.len() > 1, "the bad batch was never retried");
     let span = bad[bad.len() - 1].duration_since(bad[0]);
     assert!(
-        span < Duration::from_secs(8),
-        "retried for {span:?} with max_retry_time = 5s"
+        span < Duration::from_secs(18),
+        "retried for {span:?} with max_retry_time = 15s"
     );
     wait_metric(
         &gateway,
@@ -554,7 +564,8 @@ max_retry_time = "5s"
 // 2. Retry-After is clamped to retry_max
 
 /// An upstream asking for an hour's pause (`Retry-After: 3600`) does not get it when
-/// `retry_max` is 1 s: the retry comes within a second, jitter included.
+/// `retry_max` is 1 s: the retry comes within a second, jitter included (3 s allowed for a
+/// loaded machine, still far from an hour).
 #[test]
 fn retry_after_is_clamped_to_retry_max() {
     let mock = InfluxV2Mock::start(|index, _| {
@@ -594,7 +605,7 @@ retry_max = "1s"
     let received = mock.wait_for_within(2, Duration::from_secs(5));
     let gap = received[1].at.duration_since(received[0].at);
     assert!(
-        gap <= Duration::from_millis(1500),
+        gap <= Duration::from_secs(3),
         "retried {gap:?} after Retry-After: 3600 with retry_max = 1s"
     );
     assert_eq!(received[0].body, received[1].body);

@@ -112,6 +112,9 @@ impl Device {
                                 (200, b)
                             }
                         };
+                        // Done before the reply goes out: the next request may come as
+                        // soon as the gateway has read it.
+                        active.fetch_sub(1, Ordering::SeqCst);
                         let mut stream = stream;
                         let _ = write!(
                             stream,
@@ -119,7 +122,6 @@ impl Device {
                             body.len()
                         );
                         let _ = stream.flush();
-                        active.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
             });

@@ -131,6 +131,29 @@ pub struct Gateway {
     inputs: crate::input::Inputs,
     /// The aggregation clock ([`crate::aggregate::task`]), stopped with the listeners.
     aggregate_task: (CancellationToken, TaskTracker),
+    /// SIGTERM, SIGINT and SIGHUP, taken over before any listener binds.
+    signals: Signals,
+}
+
+/// The signals [`Gateway::run_until_signalled`] waits for. Registered in [`Gateway::start`]
+/// before the listeners bind: a sender that sees a listener up may signal at once, and a
+/// SIGHUP then is held until the signal loop runs instead of killing the process.
+#[derive(Debug)]
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Self, Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(Error::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
+            hup: signal(SignalKind::hangup()).map_err(Error::Signal)?,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -141,9 +164,11 @@ struct RunningNats {
 }
 
 impl Gateway {
-    /// Builds outputs and binds listeners. Binding errors are fatal here (at start the
-    /// operator wants to know), but only logged on reload (the old listener keeps running).
+    /// Takes over the signals, builds outputs and binds listeners. Binding errors are fatal
+    /// here (at start the operator wants to know), but only logged on reload (the old
+    /// listener keeps running).
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Self, Error> {
+        let signals = Signals::register()?;
         let metrics = Metrics::new();
         let config = Arc::new(config);
         let mut outputs = HashMap::new();
@@ -196,6 +221,7 @@ impl Gateway {
             telemetry: None,
             inputs,
             aggregate_task,
+            signals,
         };
         gw.sync_listeners(&config, true).await?;
         gw.sync_nats(&config);
@@ -227,17 +253,13 @@ impl Gateway {
     /// Serves until SIGTERM or SIGINT, reloading on SIGHUP; then drains. `Ok(false)` when
     /// the drain ran out of time and points were dropped.
     pub async fn run_until_signalled(mut self) -> Result<bool, Error> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
-        let mut hup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
         // Under systemd (`Type=notify`): ready once every listener is bound.
         notify(&[sd_notify::NotifyState::Ready]);
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
+                _ = self.signals.term.recv() => break,
+                _ = self.signals.int.recv() => break,
+                _ = self.signals.hup.recv() => {
                     // systemd's reload protocol: RELOADING=1 with the time it began.
                     match sd_notify::NotifyState::monotonic_usec_now() {
                         Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
