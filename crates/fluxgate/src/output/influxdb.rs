@@ -919,12 +919,10 @@ fn lane_of(line: &[u8], lanes: usize) -> usize {
         }
         from = at + 1;
     }
-    // FNV-1a: short keys, no allocation, good enough spread for a handful of lanes.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in &line[..end] {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    // A fixed seed: a series keeps its lane for the life of the output, which is what keeps
+    // its writes in order. foldhash reads the key eight bytes and more at a time.
+    use std::hash::BuildHasher;
+    let h = foldhash::fast::FixedState::with_seed(0x6c61_6e65).hash_one(&line[..end]);
     (h % lanes as u64) as usize
 }
 
