@@ -13,6 +13,7 @@ pub mod import;
 pub mod input;
 pub mod listener;
 pub mod metrics;
+pub mod name_cache;
 pub mod nats;
 pub mod output;
 pub mod pipeline;

@@ -15,12 +15,10 @@ use crate::{
     config::Config,
     listener::ListenerCtx,
     metrics::Metrics,
+    name_cache::NameCache,
     output::{Answer, Chunk, Form, Output, Reservation, Target},
     route::{NameError, NameScratch, Origin, OutputSet, Router},
-    translate::{
-        graphite::{TemplateSet, TranslateError, Translator},
-        series_cache::SeriesCache,
-    },
+    translate::graphite::{TemplateSet, TranslateError, Translator},
 };
 
 #[derive(Debug)]
@@ -79,8 +77,8 @@ thread_local! {
     /// Per worker thread, so a lookup takes no lock: the series texts of the names seen,
     /// for the templates they were made with (the `Weak` keeps that address from being
     /// reused by a later set, so a reload is never mistaken for the same templates).
-    static SERIES: std::cell::RefCell<(std::sync::Weak<TemplateSet>, SeriesCache)> =
-        std::cell::RefCell::new((std::sync::Weak::new(), SeriesCache::default()));
+    static SERIES: std::cell::RefCell<(std::sync::Weak<TemplateSet>, NameCache)> =
+        std::cell::RefCell::new((std::sync::Weak::new(), NameCache::default()));
 }
 
 /// Translates plaintext lines to line protocol by their name's cached series text
@@ -119,7 +117,7 @@ impl LpThrough<'_> {
         input: &[u8],
         max_line: usize,
         tr: &mut Translator<'_>,
-        cache: &mut SeriesCache,
+        cache: &mut NameCache,
         out: &mut Vec<u8>,
     ) -> (usize, usize) {
         // Lines go in groups: their names are looked up one after the other before any is
@@ -151,7 +149,7 @@ impl LpThrough<'_> {
                 let line = &input[pos..pos + fields.len];
                 let name = &line[..fields.path_end];
                 let series = match found {
-                    Some(found) if cache.epoch() == epoch => cache.series(found),
+                    Some(found) if cache.epoch() == epoch => cache.value(found),
                     _ => {
                         let made = cache.get_hashed(hash, name, |series| {
                             std::str::from_utf8(name)
@@ -1222,7 +1220,7 @@ mod tests {
                 for templates in template_sets() {
                     let lp = LpThrough { pass: Passthrough { names: &names }, templates: &templates };
                     let mut tr = templates.translator();
-                    let mut cache = SeriesCache::with_limit(256);
+                    let mut cache = NameCache::with_limit(256);
                     // Twice: the second time names come from the cache.
                     for _ in 0..2 {
                         for line in &lines {
@@ -1263,7 +1261,7 @@ mod tests {
                                 stopped = true;
                             }
                         }
-                        let mut fresh = SeriesCache::with_limit(128);
+                        let mut fresh = NameCache::with_limit(128);
                         let mut out = Vec::new();
                         let got = lp.translate_run(&input, usize::MAX, &mut tr, &mut fresh, &mut out);
                         prop_assert_eq!(got, (taken_bytes, taken));

@@ -4,60 +4,45 @@
 //! ring), which costs more than everything else the relay does with a line. A name's place
 //! in a hashing cluster depends on the name alone (health is not considered: a down member
 //! keeps its points queued), and the same names come back every interval, so the answer is
-//! kept. The cache is bounded in bytes: two generations of at most [`GENERATION_BYTES`]
-//! each; when the current one is full it becomes the old one and the old one is dropped, and
-//! a name found in the old generation moves to the current one. Names sent every interval
-//! therefore stay, and a flood of one-off names costs at most two generations of memory.
+//! kept, in a [`NameCache`] (two generations of at most [`GENERATION_BYTES`] each; names sent
+//! every interval stay, a flood of one-off names costs at most two generations).
 
-// Names come from senders: a seeded hash, and a fast one (a lookup per line).
-use foldhash::HashMap;
+use crate::name_cache::{Found, NameCache};
 
-/// Bytes one generation may hold, counting each name and a fixed overhead per entry.
+/// Bytes one generation may hold.
 pub(crate) const GENERATION_BYTES: usize = 8 << 20;
 
-/// What an entry costs besides its name: the key's box, the value and the table's slot.
-const ENTRY_OVERHEAD: usize = 64;
+/// Most destinations one name is kept with (replication factor); more are placed each time.
+const MAX_PLACES: usize = 16;
 
-/// Most destinations one name is cached with (replication factor): held in the entry itself,
-/// so a lookup follows no further pointer.
-const MAX_PLACES: usize = 4;
-
-/// Destinations of one name, first replica first.
-#[derive(Debug, Clone, Copy)]
-struct Places {
-    len: u8,
-    at: [u16; MAX_PLACES],
+/// A name's destinations as the cache keeps them: each index as a little-endian `u16`,
+/// first replica first. False (not kept) for more than [`MAX_PLACES`] or an index beyond
+/// `u16`.
+fn encode(places: &[usize], out: &mut Vec<u8>) -> bool {
+    if places.len() > MAX_PLACES {
+        return false;
+    }
+    for &i in places {
+        let Ok(i) = u16::try_from(i) else {
+            return false;
+        };
+        out.extend_from_slice(&i.to_le_bytes());
+    }
+    true
 }
 
-impl Places {
-    /// `None` for more than [`MAX_PLACES`] or an index beyond `u16`: not cached.
-    fn new(places: &[usize]) -> Option<Self> {
-        if places.len() > MAX_PLACES {
-            return None;
-        }
-        let mut at = [0u16; MAX_PLACES];
-        for (slot, &i) in at.iter_mut().zip(places) {
-            *slot = u16::try_from(i).ok()?;
-        }
-        Some(Self {
-            len: places.len() as u8,
-            at,
-        })
-    }
-
-    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.at[..usize::from(self.len)]
-            .iter()
-            .map(|&i| usize::from(i))
-    }
+fn decode(bytes: &[u8], out: &mut Vec<usize>) {
+    out.clear();
+    out.extend(
+        bytes
+            .chunks_exact(2)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]]))),
+    );
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PlacementCache {
-    current: HashMap<Box<[u8]>, Places>,
-    old: HashMap<Box<[u8]>, Places>,
-    current_bytes: usize,
-    limit: usize,
+    names: NameCache,
 }
 
 impl PlacementCache {
@@ -67,59 +52,74 @@ impl PlacementCache {
 
     pub(crate) fn with_limit(limit: usize) -> Self {
         Self {
-            limit,
-            ..Self::default()
+            names: NameCache::with_limit(limit),
         }
     }
 
     /// The places of `name` into `out` (replacing its contents), computing them with
     /// `place` when the name was not seen before. Names are bytes: a name found needs no
     /// UTF-8 check; `place` gets it as text, and a name that is not UTF-8 is placed nowhere.
+    #[cfg(test)]
     pub(crate) fn place(
         &mut self,
         name: &[u8],
         out: &mut Vec<usize>,
         place: impl FnOnce(&str, &mut Vec<usize>),
     ) {
-        out.clear();
-        if let Some(found) = self.current.get(name) {
-            out.extend(found.iter());
-            return;
-        }
-        let places = match self.old.remove_entry(name) {
-            Some((key, places)) => {
-                out.extend(places.iter());
-                self.insert(key, places);
-                return;
-            }
-            None => {
-                let Ok(text) = std::str::from_utf8(name) else {
-                    return;
-                };
-                place(text, out);
-                let Some(places) = Places::new(out) else {
-                    return;
-                };
-                places
-            }
-        };
-        self.insert(name.into(), places);
+        let hash = self.names.hash(name);
+        self.place_hashed(hash, name, out, place);
     }
 
-    fn insert(&mut self, key: Box<[u8]>, places: Places) {
-        let cost = key.len() + ENTRY_OVERHEAD;
-        if self.current_bytes + cost > self.limit {
-            self.old = std::mem::take(&mut self.current);
-            self.current_bytes = 0;
+    /// The hash `name` is kept under ([`PlacementCache::find`], [`PlacementCache::place_hashed`]).
+    #[inline]
+    pub(crate) fn hash(&self, name: &[u8]) -> u64 {
+        self.names.hash(name)
+    }
+
+    /// [`NameCache::find`]: for looking up several names before placing any.
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, name: &[u8]) -> Option<Found> {
+        self.names.find(hash, name)
+    }
+
+    /// [`NameCache::epoch`].
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.names.epoch()
+    }
+
+    /// The places of an entry [`PlacementCache::find`] found, into `out`.
+    #[inline]
+    pub(crate) fn found(&self, found: Found, out: &mut Vec<usize>) {
+        decode(self.names.value(found), out);
+    }
+
+    /// [`PlacementCache::place`] with the name's [`PlacementCache::hash`].
+    pub(crate) fn place_hashed(
+        &mut self,
+        hash: u64,
+        name: &[u8],
+        out: &mut Vec<usize>,
+        place: impl FnOnce(&str, &mut Vec<usize>),
+    ) {
+        out.clear();
+        let kept = self.names.get_hashed(hash, name, |bytes| {
+            let Ok(text) = std::str::from_utf8(name) else {
+                return false;
+            };
+            place(text, out);
+            encode(out, bytes)
+        });
+        // Not kept: `out` holds what `place` answered (nothing for a name that is not UTF-8).
+        if let Some(bytes) = kept {
+            decode(bytes, out);
         }
-        self.current_bytes += cost;
-        self.current.insert(key, places);
     }
 
     /// Names held, both generations.
     #[cfg(test)]
     fn entries(&self) -> usize {
-        self.current.len() + self.old.len()
+        self.names.len()
     }
 }
 
@@ -148,18 +148,20 @@ mod tests {
 
     #[test]
     fn stays_within_two_generations() {
-        let limit = 10 * (ENTRY_OVERHEAD + 8);
+        // An entry costs its name, two bytes per place and twelve more.
+        let limit = 10 * (8 + 2 + 12);
         let mut cache = PlacementCache::with_limit(limit);
         let mut out = Vec::new();
         for i in 0..1000 {
             cache.place(format!("name{i:04}").as_bytes(), &mut out, by_len);
             assert!(cache.entries() <= 20, "{}", cache.entries());
+            assert_eq!(out, [8 % 4]);
         }
     }
 
     #[test]
     fn a_name_seen_again_moves_to_the_current_generation() {
-        let limit = 4 * (ENTRY_OVERHEAD + 3);
+        let limit = 4 * (3 + 2 + 12);
         let mut cache = PlacementCache::with_limit(limit);
         let mut out = Vec::new();
         let mut calls = 0;
@@ -176,5 +178,17 @@ mod tests {
             place(&mut cache, "hot");
         }
         assert_eq!(calls, 101);
+    }
+    #[test]
+    fn more_places_than_kept_are_answered_each_time() {
+        let mut cache = PlacementCache::new();
+        let mut out = Vec::new();
+        let many = |_: &str, o: &mut Vec<usize>| o.extend(0..MAX_PLACES + 1);
+        cache.place(b"wide", &mut out, many);
+        assert_eq!(out, (0..MAX_PLACES + 1).collect::<Vec<_>>());
+        assert_eq!(cache.entries(), 0);
+        // Not UTF-8: placed nowhere.
+        cache.place(b"\xff", &mut out, |_, o| o.push(1));
+        assert!(out.is_empty());
     }
 }

@@ -728,7 +728,7 @@ impl<'a> Translator<'a> {
 
     /// Appends what `write_point` writes before the value for `name` without tags of its own:
     /// `measurement[,tags] field`. The text depends on the name alone, so a caller may keep
-    /// it ([`crate::translate::series_cache`]). On error `out` is left as it was.
+    /// it ([`crate::name_cache`]). On error `out` is left as it was.
     pub fn write_series(&mut self, name: &str, out: &mut Vec<u8>) -> Result<(), TranslateError> {
         let start = out.len();
         if let Err(e) = self.emit(name, &[], &mut LpSink::new(out)) {

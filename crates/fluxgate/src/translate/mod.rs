@@ -2,4 +2,3 @@
 
 pub mod graphite;
 pub mod influx;
-pub mod series_cache;

@@ -1,24 +1,25 @@
-//! A bounded cache of what the graphite templates make of a name: the line-protocol text
-//! before the value (`measurement[,tags] field`).
+//! A bounded cache of what a metric name maps to, for answers that depend on the name
+//! alone and are asked for again every interval: the line-protocol text the graphite
+//! templates make of a name before its value (`measurement[,tags] field`), and the
+//! destinations a hashing cluster places it on.
 //!
-//! The templates' answer depends on the name alone, and the same names come back every
-//! interval, so translating a Graphite line can be a lookup and two copies instead of a run
-//! of the template engine. Entries live back to back in one arena per generation (name, then
-//! its series text), so a lookup touches the table's slot and one entry, and an entry costs
-//! its bytes plus a few more. The cache is bounded as the placement cache is: two
-//! generations of at most a given size; when the current one is full it becomes the old one
-//! and the old one is dropped, and an entry found in the old generation moves to the current
-//! one. Names sent every interval therefore stay, and a flood of one-off names costs at most
-//! two generations of memory.
+//! Entries live back to back in one arena per generation (the name, then its value), so a
+//! lookup touches the table's slot and one entry, and an entry costs its bytes plus a few
+//! more. Callers that look up several names before using any ([`NameCache::find`]) have the
+//! cache misses of those lookups overlap instead of add up. The cache is bounded in bytes:
+//! two generations of at most a given size; when the current one is full it becomes the old
+//! one and the old one is dropped, and an entry found in the old generation moves to the
+//! current one. Names sent every interval therefore stay, and a flood of one-off names costs
+//! at most two generations of memory.
 
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-/// Bytes one generation may hold (its arena, plus the table's slots).
+/// Bytes one generation holds by default (its arena, plus the table's slots).
 pub const GENERATION_BYTES: usize = 4 << 20;
 
-/// Bytes in front of each entry: the name's and the series text's lengths.
+/// Bytes in front of each entry: the name's and the value text's lengths.
 const HEADER: usize = 4;
 
 /// What a slot of the table costs, counted against the generation's size.
@@ -28,7 +29,7 @@ const SLOT_BYTES: usize = 8;
 struct Generation {
     /// Offsets of entries in `arena`.
     table: HashTable<u32>,
-    /// `[name length u16][series length u16][name][series]`, entry after entry.
+    /// `[name length u16][value length u16][name][value]`, entry after entry.
     arena: Vec<u8>,
 }
 
@@ -40,10 +41,10 @@ impl Generation {
     fn entry(arena: &[u8], at: u32) -> (&[u8], &[u8]) {
         let at = at as usize;
         let name_len = usize::from(u16::from_le_bytes([arena[at], arena[at + 1]]));
-        let series_len = usize::from(u16::from_le_bytes([arena[at + 2], arena[at + 3]]));
+        let value_len = usize::from(u16::from_le_bytes([arena[at + 2], arena[at + 3]]));
         let name = &arena[at + HEADER..at + HEADER + name_len];
-        let series = &arena[at + HEADER + name_len..at + HEADER + name_len + series_len];
-        (name, series)
+        let value = &arena[at + HEADER + name_len..at + HEADER + name_len + value_len];
+        (name, value)
     }
 
     fn find(&self, hash: u64, name: &[u8]) -> Option<u32> {
@@ -56,7 +57,7 @@ impl Generation {
         &mut self,
         hash: u64,
         name: &[u8],
-        series: &[u8],
+        value: &[u8],
         hasher: &impl Fn(&[u8]) -> u64,
         limit: usize,
     ) {
@@ -69,17 +70,17 @@ impl Generation {
         self.arena
             .extend_from_slice(&(name.len() as u16).to_le_bytes());
         self.arena
-            .extend_from_slice(&(series.len() as u16).to_le_bytes());
+            .extend_from_slice(&(value.len() as u16).to_le_bytes());
         self.arena.extend_from_slice(name);
-        self.arena.extend_from_slice(series);
+        self.arena.extend_from_slice(value);
         let arena = &self.arena;
         self.table
             .insert_unique(hash, at, |&at| hasher(Self::entry(arena, at).0));
     }
 }
 
-/// Name → series text, bounded in bytes (see the module's doc).
-pub struct SeriesCache {
+/// Name → bytes, bounded in bytes (see the module's doc).
+pub struct NameCache {
     current: Generation,
     old: Generation,
     limit: usize,
@@ -88,13 +89,13 @@ pub struct SeriesCache {
     epoch: u64,
 }
 
-/// An entry of the current generation ([`SeriesCache::find`]).
+/// An entry of the current generation ([`NameCache::find`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Found(u32);
 
-impl std::fmt::Debug for SeriesCache {
+impl std::fmt::Debug for NameCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeriesCache")
+        f.debug_struct("NameCache")
             .field("current", &self.current.table.len())
             .field("old", &self.old.table.len())
             .field("limit", &self.limit)
@@ -102,13 +103,13 @@ impl std::fmt::Debug for SeriesCache {
     }
 }
 
-impl Default for SeriesCache {
+impl Default for NameCache {
     fn default() -> Self {
         Self::with_limit(GENERATION_BYTES)
     }
 }
 
-impl SeriesCache {
+impl NameCache {
     pub fn with_limit(limit: usize) -> Self {
         Self {
             current: Generation::default(),
@@ -121,7 +122,7 @@ impl SeriesCache {
         }
     }
 
-    /// Forgets every entry (the templates changed).
+    /// Forgets every entry (what the answers depend on changed).
     pub fn clear(&mut self) {
         self.current = Generation::default();
         self.old = Generation::default();
@@ -137,7 +138,7 @@ impl SeriesCache {
         self.len() == 0
     }
 
-    /// The hash a name is kept under, for [`SeriesCache::find`] and [`SeriesCache::get_hashed`].
+    /// The hash a name is kept under, for [`NameCache::find`] and [`NameCache::get_hashed`].
     #[inline]
     pub fn hash(&self, name: &[u8]) -> u64 {
         self.hasher.hash_one(name)
@@ -145,35 +146,36 @@ impl SeriesCache {
 
     /// Where `name` is in the current generation, without moving or making anything: for a
     /// caller that looks up several names before it uses any, so that their memory is
-    /// fetched at once instead of one after the other. Valid while [`SeriesCache::epoch`]
+    /// fetched at once instead of one after the other. Valid while [`NameCache::epoch`]
     /// stays the same.
     #[inline]
     pub fn find(&self, hash: u64, name: &[u8]) -> Option<Found> {
         self.current.find(hash, name).map(Found)
     }
 
-    /// The series text of an entry [`SeriesCache::find`] found.
+    /// The value of an entry [`NameCache::find`] found.
     #[inline]
-    pub fn series(&self, found: Found) -> &[u8] {
+    pub fn value(&self, found: Found) -> &[u8] {
         Generation::entry(&self.current.arena, found.0).1
     }
 
     /// Changes whenever a generation is dropped or the cache cleared: what
-    /// [`SeriesCache::find`] answered before is then to be looked up again.
+    /// [`NameCache::find`] answered before is then to be looked up again.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
-    /// The series text of `name`, made by `make` (which appends it to the vector it is given
-    /// and says whether it could) when the name was not seen before. A name `make` refuses is
-    /// not kept: the caller takes the way that reports why.
+    /// The value of `name`, made by `make` (which appends it to the vector it is given and
+    /// says whether it is to be kept) when the name was not seen before. `None` when `make`
+    /// said no: nothing is kept, and the caller takes what `make` left (or the way that
+    /// reports why there is nothing).
     #[inline]
     pub fn get(&mut self, name: &[u8], make: impl FnOnce(&mut Vec<u8>) -> bool) -> Option<&[u8]> {
         let hash = self.hasher.hash_one(name);
         self.get_hashed(hash, name, make)
     }
 
-    /// [`SeriesCache::get`] with the name's [`SeriesCache::hash`].
+    /// [`NameCache::get`] with the name's [`NameCache::hash`].
     pub fn get_hashed(
         &mut self,
         hash: u64,
@@ -186,8 +188,8 @@ impl SeriesCache {
         self.scratch.clear();
         match self.old.find(hash, name) {
             Some(at) => {
-                let series = Generation::entry(&self.old.arena, at).1;
-                self.scratch.extend_from_slice(series);
+                let value = Generation::entry(&self.old.arena, at).1;
+                self.scratch.extend_from_slice(value);
             }
             None => {
                 if !make(&mut self.scratch) {
@@ -195,13 +197,13 @@ impl SeriesCache {
                 }
             }
         }
-        let series = std::mem::take(&mut self.scratch);
-        let fits = name.len() <= usize::from(u16::MAX) && series.len() <= usize::from(u16::MAX);
+        let value = std::mem::take(&mut self.scratch);
+        let fits = name.len() <= usize::from(u16::MAX) && value.len() <= usize::from(u16::MAX);
         if !fits {
-            self.scratch = series;
+            self.scratch = value;
             return Some(&self.scratch);
         }
-        let cost = HEADER + name.len() + series.len() + SLOT_BYTES;
+        let cost = HEADER + name.len() + value.len() + SLOT_BYTES;
         if self.current.bytes() + cost > self.limit {
             self.old = std::mem::take(&mut self.current);
             self.epoch += 1;
@@ -210,11 +212,11 @@ impl SeriesCache {
         self.current.insert(
             hash,
             name,
-            &series,
+            &value,
             &|n: &[u8]| hasher.hash_one(n),
             self.limit,
         );
-        self.scratch = series;
+        self.scratch = value;
         Some(&self.scratch)
     }
 }
@@ -232,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_name_is_made_once_and_found_after() {
-        let mut cache = SeriesCache::default();
+        let mut cache = NameCache::default();
         let mut made = 0;
         for _ in 0..3 {
             let got = cache.get(b"a.b", |out| {
@@ -248,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_refused_name_is_not_kept() {
-        let mut cache = SeriesCache::default();
+        let mut cache = NameCache::default();
         assert_eq!(cache.get(b"bad", |_| false), None);
         assert!(cache.is_empty());
         assert_eq!(cache.get(b"bad", make_upper(b"bad")), Some(&b"BAD"[..]));
@@ -257,7 +259,7 @@ mod tests {
     #[test]
     fn memory_stays_within_two_generations_and_recent_names_stay() {
         let limit = 4096;
-        let mut cache = SeriesCache::with_limit(limit);
+        let mut cache = NameCache::with_limit(limit);
         for i in 0..10_000u32 {
             let name = format!("servers.host{i}.cpu");
             let got = cache
@@ -276,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_name_in_the_old_generation_moves_to_the_current_one() {
-        let mut cache = SeriesCache::with_limit(80);
+        let mut cache = NameCache::with_limit(80);
         cache.get(b"first", make_upper(b"first")).unwrap();
         // The third entry does not fit: `first` and `second...` are now the old generation.
         cache
@@ -299,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_name_too_long_for_an_entry_is_made_every_time() {
-        let mut cache = SeriesCache::default();
+        let mut cache = NameCache::default();
         let name = vec![b'a'; 70_000];
         assert_eq!(
             cache.get(&name, make_upper(&name)).map(<[u8]>::len),
