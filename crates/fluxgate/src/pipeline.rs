@@ -73,12 +73,17 @@ impl Pipeline {
     }
 }
 
+/// Bytes one generation of a worker thread's series texts may hold: about 85,000 names of 40
+/// bytes. Connections move between worker threads, so each sees every name: a generation
+/// smaller than the names sent every interval would drop some of them on each turn.
+const SERIES_GENERATION_BYTES: usize = 8 << 20;
+
 thread_local! {
     /// Per worker thread, so a lookup takes no lock: the series texts of the names seen,
     /// for the templates they were made with (the `Weak` keeps that address from being
     /// reused by a later set, so a reload is never mistaken for the same templates).
     static SERIES: std::cell::RefCell<(std::sync::Weak<TemplateSet>, NameCache)> =
-        std::cell::RefCell::new((std::sync::Weak::new(), NameCache::default()));
+        std::cell::RefCell::new((std::sync::Weak::new(), NameCache::with_limit(SERIES_GENERATION_BYTES)));
 }
 
 /// Translates plaintext lines to line protocol by their name's cached series text
