@@ -410,7 +410,7 @@ note() {
     echo "Command: \`LINES=$LINES CONNECTIONS=$CONNECTIONS RUNS=$RUNS RATE=$RATE CG_LINES=$CG_LINES bash bench/all.sh\`"
     echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo); other processes kept it $busy% busy before and $busy_after% after; $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo
-    echo "Medians of $RUNS runs. CPU-s/M = CPU seconds (utime+stime) of the process under test per million lines; instr/line from one $CG_LINES-line run under callgrind. Rates move with the machine's load; CPU per line and instructions per line do not."
+    echo "Medians of $RUNS runs. CPU-s/M = CPU seconds (utime+stime) of the process under test per million lines; instr/line from one $CG_LINES-line run under callgrind. Rates move with the machine's load; CPU per line less, but on a shared host it moves too: compare paths within one run, against its floor."
     echo
     echo "| path | lines/s | CPU-s/M | instr/line | peak RSS MiB | lost | note |"
     echo "|---|---:|---:|---:|---:|---:|---|"
