@@ -17,7 +17,7 @@ use crate::{
     metrics::Metrics,
     name_cache::NameCache,
     output::{Answer, Chunk, Form, Output, Reservation, Target},
-    route::{NameError, NameScratch, Origin, OutputSet, Router},
+    route::{NameError, NameScratch, Origin, OutputSet, PlainNames, Router},
     translate::graphite::{TemplateSet, TranslateError, Translator},
 };
 
@@ -40,16 +40,8 @@ impl Pipeline {
     /// as the very bytes it came as (no aggregation, rewrite or route rule; only Graphite
     /// outputs), the test for such lines: a relay then copies them on without parsing them.
     pub fn passthrough(&self) -> Option<Passthrough<'_>> {
-        if self.aggregation.is_some()
-            || self.outputs.is_empty()
-            || !self
-                .outputs
-                .iter()
-                .all(|o| matches!(o.form(), Form::Graphite(_)))
-        {
-            return None;
-        }
-        self.router.identity().map(|names| Passthrough { names })
+        self.names_unchanged(|form| matches!(form, Form::Graphite(_)))
+            .map(|names| Passthrough { names })
     }
 
     /// When a canonical plaintext line whose name cleansing keeps would reach every output
@@ -57,19 +49,22 @@ impl Pipeline {
     /// only InfluxDB outputs), the translation of such lines by a lookup of their name's
     /// series text ([`LpThrough`]) instead of a parse and a run of the template engine.
     pub fn lp_through(&self) -> Option<LpThrough<'_>> {
-        if self.aggregation.is_some()
-            || self.outputs.is_empty()
-            || !self
-                .outputs
-                .iter()
-                .all(|o| matches!(o.form(), Form::LineProtocol))
-        {
+        self.names_unchanged(|form| matches!(form, Form::LineProtocol))
+            .map(|names| LpThrough {
+                pass: Passthrough { names },
+                templates: &self.templates,
+            })
+    }
+
+    /// When nothing configured can change a Graphite name on its way (no aggregation,
+    /// rewrite or route rule) and there are outputs, each of a form `takes` accepts: the
+    /// names cleansing keeps as they are.
+    fn names_unchanged(&self, takes: impl Fn(&Form) -> bool) -> Option<&PlainNames> {
+        let forms_fit = !self.outputs.is_empty() && self.outputs.iter().all(|o| takes(o.form()));
+        if self.aggregation.is_some() || !forms_fit {
             return None;
         }
-        self.router.identity().map(|names| LpThrough {
-            pass: Passthrough { names },
-            templates: &self.templates,
-        })
+        self.router.identity()
     }
 }
 
@@ -214,7 +209,7 @@ impl Fields {
 /// Tells plaintext lines that go on unchanged ([`Pipeline::passthrough`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Passthrough<'a> {
-    names: &'a crate::route::PlainNames,
+    names: &'a PlainNames,
 }
 
 impl Passthrough<'_> {

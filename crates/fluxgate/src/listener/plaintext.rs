@@ -170,27 +170,16 @@ fn add_passing(
     splitter: &mut LineSplitter,
     eof: bool,
 ) -> usize {
-    let max_line = splitter.max_line_bytes();
-    let mut pos = 0;
-    loop {
-        if !splitter.is_discarding() {
-            let (used, count) = first
-                .take()
-                .unwrap_or_else(|| pass.take_run(&input[pos..], max_line));
-            if count > 0 {
-                batch.add_plain_run(pipeline, &input[pos..pos + used], count);
-                splitter.skip_lines(count as u64);
-                pos += used;
-            }
+    let run = |batch: &mut GraphiteBatch, _: &mut Translator<'_>, rest: &[u8], max_line| {
+        let (used, count) = first
+            .take()
+            .unwrap_or_else(|| pass.take_run(rest, max_line));
+        if count > 0 {
+            batch.add_plain_run(pipeline, &rest[..used], count);
         }
-        let mut lines = splitter.lines(&input[pos..], eof);
-        let line = lines.next();
-        pos += lines.consumed();
-        match line {
-            Some(line) => batch.add_line(pipeline, tr, line),
-            None => return pos,
-        }
-    }
+        (used, count)
+    };
+    add_runs(batch, pipeline, tr, input, splitter, eof, run)
 }
 
 /// The lines of `input` when an [`LpThrough`] applies: runs of lines it takes are
@@ -205,13 +194,31 @@ fn add_translating(
     splitter: &mut LineSplitter,
     eof: bool,
 ) -> usize {
+    let run = |batch: &mut GraphiteBatch, tr: &mut Translator<'_>, rest: &[u8], max_line| {
+        batch.add_lp_run(pipeline, |out| lp.take_run(rest, max_line, tr, out))
+    };
+    add_runs(batch, pipeline, tr, input, splitter, eof, run)
+}
+
+/// The lines of `input`, runs of them taken by `run` and every other line by the splitter
+/// and the parsing way, in order. `run` gets the input from where it stands and the line
+/// limit, adds what it takes to the batch, and says how many bytes and lines that was; it is
+/// not asked while the splitter discards an over-long line. Returns how much of `input` was
+/// used.
+fn add_runs(
+    batch: &mut GraphiteBatch,
+    pipeline: &Pipeline,
+    tr: &mut Translator<'_>,
+    input: &[u8],
+    splitter: &mut LineSplitter,
+    eof: bool,
+    mut run: impl FnMut(&mut GraphiteBatch, &mut Translator<'_>, &[u8], usize) -> (usize, usize),
+) -> usize {
     let max_line = splitter.max_line_bytes();
     let mut pos = 0;
     loop {
         if !splitter.is_discarding() {
-            let (used, count) = batch.add_lp_run(pipeline, |out| {
-                lp.take_run(&input[pos..], max_line, tr, out)
-            });
+            let (used, count) = run(batch, tr, &input[pos..], max_line);
             if count > 0 {
                 splitter.skip_lines(count as u64);
                 pos += used;
