@@ -14,11 +14,15 @@ use crate::process::POLL;
 /// socket is closed, and two fixtures starting in parallel must never be given the same one.
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
-fn claim(port: u16) -> bool {
-    HANDED_OUT
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(port)
+/// The first candidate port that was not handed out before and that `free` finds free, now
+/// handed out. Probing and handing out happen under one lock, and a port handed out is never
+/// probed again: a probe binds the port for a moment, and would make the bind of the fixture
+/// it was given fail with "address in use".
+fn take_port(free: impl Fn(u16) -> bool) -> Option<u16> {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let port = candidates().find(|&port| !handed_out.contains(&port) && free(port))?;
+    handed_out.insert(port);
+    Some(port)
 }
 
 /// The ports the kernel picks from for outgoing connections and `bind(0)`
@@ -58,8 +62,7 @@ fn candidates() -> impl Iterator<Item = u16> {
 /// # Panics
 /// When no port is free.
 pub fn free_port() -> u16 {
-    candidates()
-        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port))
+    take_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
         .unwrap_or_else(|| panic!("no free TCP port on 127.0.0.1 below the ephemeral range"))
 }
 
@@ -69,15 +72,11 @@ pub fn free_port() -> u16 {
 /// # Panics
 /// When the kernel cannot hand out a port.
 pub fn free_udp_port() -> u16 {
-    candidates()
-        .find(|&port| {
-            UdpSocket::bind(("127.0.0.1", port)).is_ok()
-                && TcpListener::bind(("127.0.0.1", port)).is_ok()
-                && claim(port)
-        })
-        .unwrap_or_else(|| {
-            panic!("no free UDP and TCP port on 127.0.0.1 below the ephemeral range")
-        })
+    take_port(|port| {
+        UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
+    .unwrap_or_else(|| panic!("no free UDP and TCP port on 127.0.0.1 below the ephemeral range"))
 }
 
 /// `127.0.0.1:<port>`.
