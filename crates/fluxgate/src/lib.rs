@@ -11,6 +11,7 @@ pub mod config;
 pub mod dry_run;
 pub mod import;
 pub mod input;
+mod line_scan;
 pub mod listener;
 pub mod metrics;
 pub mod name_cache;

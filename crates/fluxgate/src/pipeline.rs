@@ -238,6 +238,22 @@ impl Passthrough<'_> {
     /// [`Passthrough::line_len`], with where the path and the value end.
     #[inline(always)]
     fn fields(&self, input: &[u8], max_line: usize) -> Option<Fields> {
+        if self.names.any_graphic() {
+            if let Some(told) = crate::line_scan::fields(input, max_line) {
+                return told.map(|(path_end, value_end, len)| Fields {
+                    path_end,
+                    value_end,
+                    len,
+                });
+            }
+        }
+        self.fields_bytewise(input, max_line)
+    }
+
+    /// [`Passthrough::fields`] a few bytes at a time: for what [`crate::line_scan`] cannot
+    /// tell, and the names other than `validation = "none"`'s.
+    #[inline(always)]
+    fn fields_bytewise(&self, input: &[u8], max_line: usize) -> Option<Fields> {
         let window = &input[..input.len().min(max_line.saturating_add(1))];
         let path_end = self.names.path_end(window)?;
         let rest = &window[path_end + 1..];
@@ -1127,6 +1143,44 @@ mod tests {
             prop_assert_eq!(none.path_end(&line), expected);
             if let Some(end) = space {
                 prop_assert_eq!(none.keeps(&line[..end]), expected.is_some());
+            }
+        }
+
+        /// The mask check ([`crate::line_scan`]) answers as the byte-wise one, whatever
+        /// follows the line and whatever the longest line allowed, or says it cannot tell
+        /// only when no newline is among the first 64 bytes.
+        #[test]
+        fn masks_decide_as_the_bytewise_check(
+            line in prop_oneof![
+                near_canonical(),
+                prop::collection::vec(
+                    prop_oneof![
+                        8 => b'0'..=b'9',
+                        4 => b'a'..=b'z',
+                        2 => Just(b' '),
+                        1 => Just(b'.'),
+                        1 => Just(b'-'),
+                        1 => Just(b';'),
+                        1 => Just(b'\n'),
+                        1 => any::<u8>(),
+                    ],
+                    0..70,
+                ),
+            ],
+            tail in prop::collection::vec(prop_oneof![4 => b'0'..=b'9', 1 => any::<u8>()], 0..80),
+            max_line in prop_oneof![3 => Just(usize::MAX), 1 => 0usize..70],
+        ) {
+            let names = cleansers().remove(0).plain_names();
+            let pass = Passthrough { names: &names };
+            let mut input = line;
+            input.push(b'\n');
+            input.extend(tail);
+            let expected = pass
+                .fields_bytewise(&input, max_line)
+                .map(|f| (f.path_end, f.value_end, f.len));
+            match crate::line_scan::fields(&input, max_line) {
+                Some(told) => prop_assert_eq!(told, expected),
+                None => prop_assert!(input.len() < 64 || !input[..64].contains(&b'\n')),
             }
         }
 

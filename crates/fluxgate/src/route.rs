@@ -677,6 +677,12 @@ impl PlainNames {
         }
     }
 
+    /// `validation = "none"`'s test: any non-empty printable ASCII path without `;`.
+    #[inline]
+    pub fn any_graphic(&self) -> bool {
+        self.any_graphic
+    }
+
     /// Where the path at the start of `line` ends (its first space), when that path is one
     /// [`PlainNames::keeps`]; `None` otherwise or when `line` has no space.
     #[inline]
