@@ -319,10 +319,7 @@ impl Inner {
         while start < body.len() {
             let mut n = 0;
             while n < GROUP && start < body.len() {
-                let end =
-                    memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i + 1);
-                let line = &body[start..end];
-                let name_end = start + memchr::memchr(b' ', line).unwrap_or(line.len());
+                let (name_end, end) = crate::line_scan::name_and_end(body, start);
                 let hash = cache.as_ref().map_or(0, |c| c.hash(&body[start..name_end]));
                 group[n] = (start, end, name_end, hash, None);
                 start = end;
