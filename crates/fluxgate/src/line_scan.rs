@@ -12,6 +12,9 @@
 //! [`fields`] decides exactly as the byte-wise check does, or says it cannot tell (fewer
 //! than 64 bytes left, or no newline within them): the caller then asks the byte-wise check.
 //! A property test holds the two to the same answers.
+//!
+//! [`name_and_end`] is the same idea for the hashing clusters, which need only where a
+//! line's name and the line end.
 
 /// The ends of a line's fields: the space after the path, the space after the value and the
 /// newline.
@@ -235,6 +238,7 @@ mod tests {
             );
         }
     }
+
     /// [`name_and_end`] is the two searches it replaces, wherever a line starts.
     #[test]
     fn name_and_end_is_the_two_searches() {
